@@ -1,0 +1,294 @@
+"""The batched Reacher against the figures of shared/REACHER_SPEC.md."""
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import ddpg  # noqa: F401  (registers the environments)
+from ddpg.envs import reacher
+from ddpg.envs.reacher import ReacherEnv, ReacherSim, ReacherVectorEnv
+from ddpg.envs.scripted import hand_state, scripted_actions
+
+SPEC_RESET_OBS = np.array([0, -4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -10, 0, 1, 0, 0, 0, 0, 0, 0,
+                           0, 0, 0, 5.7547, -1, 5.5573, 0, 1, 0, -0.1682])
+GOAL_DEPENDENT = [26, 27, 28, 32]
+
+
+def play(sim, policy, seed, episodes=1):
+    """Mean per-arm score of `episodes` episodes of `policy(obs, rng)`."""
+    rng = np.random.default_rng(seed)
+    total = np.zeros(sim.num_arms)
+    for _ in range(episodes):
+        obs = sim.reset(rng)
+        for _ in range(reacher.EPISODE_DECISIONS):
+            obs, reward = sim.step(np.clip(policy(obs, rng), -1, 1))
+            total += reward
+    return total / episodes
+
+
+def random_policy(obs, rng):
+    return rng.standard_normal((len(obs), 4))
+
+
+def unity_rotate(quat_xyzw, v):
+    """Rotate v by a quaternion given as (x, y, z, w), with the usual formula."""
+    q, w = quat_xyzw[:3], quat_xyzw[3]
+    return v + 2 * w * np.cross(q, v) + 2 * np.cross(q, np.cross(q, v))
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return ReacherSim(20)
+
+
+def test_reset_observation_matches_the_original(sim):
+    obs = sim.reset(np.random.default_rng(0))
+    fixed = [i for i in range(33) if i not in GOAL_DEPENDENT]
+    np.testing.assert_allclose(obs[:, fixed], np.broadcast_to(SPEC_RESET_OBS[fixed], (20, 29)),
+                               atol=1e-6)
+    goal = obs[:, 26:29]
+    np.testing.assert_allclose(np.hypot(goal[:, 0], goal[:, 2]), 8.0, atol=1e-5)
+    np.testing.assert_allclose(goal[:, 1], -1.0)
+    assert np.all(np.abs(obs[:, 32]) <= 1.0)
+    angle = np.degrees(np.arctan2(goal[:, 0], goal[:, 2]))
+    np.testing.assert_allclose(angle - np.round(angle), 0, atol=1e-4)  # whole degrees at reset
+
+
+def test_goal_advances_by_its_speed_every_physics_step(sim):
+    obs = sim.reset(np.random.default_rng(1))
+    angle0 = np.degrees(np.arctan2(obs[:, 26], obs[:, 28]))
+    obs, _ = sim.step(np.zeros((20, 4)))
+    angle1 = np.degrees(np.arctan2(obs[:, 26], obs[:, 28]))
+    turned = (angle1 - angle0 + 180) % 360 - 180
+    np.testing.assert_allclose(turned, 4 * obs[:, 32], atol=1e-4)
+
+
+def test_quaternion_agrees_with_link_positions(sim):
+    """The link's local +y (toward the hand) mapped by the observed quaternion lies along the link."""
+    rng = np.random.default_rng(2)
+    obs = sim.reset(rng)
+    for _ in range(30):
+        obs, _ = sim.step(rng.uniform(-1, 1, (20, 4)))
+    upper, lower, *_ = hand_state(obs)
+    for arm in range(20):
+        np.testing.assert_allclose(unity_rotate(obs[arm, 3:7], np.array([0, 1.0, 0])),
+                                   upper[arm] / np.linalg.norm(upper[arm]), atol=1e-5)
+        np.testing.assert_allclose(unity_rotate(obs[arm, 16:20], np.array([0, 1.0, 0])),
+                                   lower[arm] / np.linalg.norm(lower[arm]), atol=1e-5)
+
+
+def test_hand_observation_option_reports_the_hand():
+    sim = ReacherSim(3, hand_observation=True)
+    rng = np.random.default_rng(3)
+    obs = sim.reset(rng)
+    np.testing.assert_allclose(obs[:, 29:32], [[0, -13, 0]] * 3, atol=1e-6)
+    for _ in range(20):
+        obs, _ = sim.step(rng.uniform(-1, 1, (3, 4)))
+    np.testing.assert_allclose(obs[:, 29:32], hand_state(obs)[3], atol=1e-5)
+
+
+def test_episode_is_1000_decisions_truncated_never_terminated():
+    env = gym.make_vec("ddpg/Reacher-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    assert isinstance(env.unwrapped, ReacherVectorEnv)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 33) and obs.dtype == np.float32
+    for t in range(1, 1001):
+        obs, reward, terminated, truncated, _ = env.step(np.zeros((2, 4), np.float32))
+        assert reward.shape == (2,) and not terminated.any()
+        assert truncated.all() == (t == 1000) and truncated.any() == (t == 1000)
+    obs, reward, terminated, truncated, _ = env.step(np.zeros((2, 4)))  # next-step autoreset
+    np.testing.assert_allclose(obs[:, :26], np.broadcast_to(SPEC_RESET_OBS[:26], (2, 26)), atol=1e-6)
+    assert not reward.any() and not truncated.any()
+
+
+def test_rewards_are_hundredths_up_to_four(sim):
+    rng = np.random.default_rng(4)
+    sim.reset(rng)
+    seen = []
+    obs = sim.reset(rng)
+    for _ in range(300):
+        obs, reward = sim.step(scripted_actions(obs))
+        seen.append(reward)
+    seen = np.concatenate(seen)
+    np.testing.assert_allclose(seen * 100, np.round(seen * 100), atol=1e-9)
+    assert seen.min() == 0 and seen.max() == pytest.approx(0.04)
+    assert set(np.round(seen * 100).astype(int)) <= {0, 1, 2, 3, 4}
+
+
+def place_hand(sim, target_mj):
+    """Joint angles (two hinges about x) that put arm 0's hand at `target_mj`, by Newton's method."""
+    q = np.array([0.5, 1.0])
+    for _ in range(50):
+        def hand(qq):
+            sim.data.qpos[:] = 0
+            sim.data.qpos[[0, 2]] = qq
+            mujoco.mj_kinematics(sim.model, sim.data)
+            return sim.hand_positions()[0, 1:]
+        err = hand(q) - target_mj[1:]
+        jac = np.stack([(hand(q + dq) - hand(q - dq)) / 2e-6 for dq in np.eye(2) * 1e-6], axis=1)
+        q = q - np.linalg.solve(jac, err)
+    assert np.linalg.norm(hand(q) - target_mj[1:]) < 1e-6
+    return q
+
+
+def test_hand_at_the_goal_earns_four_hundredths_far_away_none():
+    sim = ReacherSim(1)
+    sim.reset(np.random.default_rng(0))
+    sim.model.opt.gravity[:] = 0  # so the placed arm stays where it is put
+    sim.goal_angle[:], sim.goal_step[:] = 0.0, 0.0
+    place_hand(sim, sim.goal_positions(sim.goal_angle)[0])
+    mujoco.mj_fwdPosition(sim.model, sim.data)
+    mujoco.mj_fwdVelocity(sim.model, sim.data)
+    for _ in range(10):
+        _, reward = sim.step(np.zeros((1, 4)))
+        assert reward[0] == pytest.approx(0.04)
+    sim.goal_angle[:] = 180.0  # the far side of the orbit: 16 away
+    _, reward = sim.step(np.zeros((1, 4)))
+    assert reward[0] == 0
+
+
+def test_goal_size_reset_option_sets_the_reward_distance():
+    env = ReacherVectorEnv(num_envs=1)
+    env.reset(seed=0, options={"goal_size": 30.0})  # radius 15: the resting hand is inside
+    _, reward, *_ = env.step(np.zeros((1, 4)))
+    assert reward[0] == pytest.approx(0.04)
+    env.reset(seed=0, options={"goal_size": 5.0})
+    _, reward, *_ = env.step(np.zeros((1, 4)))
+    assert reward[0] == 0
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"goal_sise": 1})
+
+
+@pytest.mark.parametrize("action, axis, sign", [(0, 2, -1), (1, 0, +1)])
+def test_positive_torque_turns_link_a_as_unity_would(action, axis, sign):
+    """Unity: +x rotation takes -y toward -z; +z rotation takes -y toward +x (left-handed frame)."""
+    sim = ReacherSim(1)
+    sim.reset(np.random.default_rng(0))
+    a = np.zeros((1, 4))
+    a[0, action] = 1.0
+    obs, _ = sim.step(a)
+    assert sign * obs[0, axis] > 0.01  # link A centre moved
+    assert obs[0, 7 + [0, 2][action]] > 0.1  # angular velocity about the torque's axis, positive
+    assert abs(obs[0, 2 - axis]) < 1e-6  # and did not move sideways
+
+
+def angular_speed_after(link_a_tilt, action, cap):
+    sim = ReacherSim(1)
+    sim.reset(np.random.default_rng(0))
+    sim.model.opt.gravity[:] = 0
+    sim.data.qpos[1] = link_a_tilt  # about Unity z
+    mujoco.mj_fwdPosition(sim.model, sim.data)
+    mujoco.mj_fwdVelocity(sim.model, sim.data)
+    old, reacher.MAX_ANGULAR_SPEED = reacher.MAX_ANGULAR_SPEED, cap
+    try:
+        obs, _ = sim.step(np.array([action]))
+    finally:
+        reacher.MAX_ANGULAR_SPEED = old
+    return np.linalg.norm(obs[0, 7:10])
+
+
+def test_speed_cap_brakes_torque_along_the_link_not_across():
+    along = [1.0, 0, 0, 0]  # about x, on a link tilted 60 degrees toward x: mostly along it
+    capped, free = angular_speed_after(np.radians(60), along, 7.0), angular_speed_after(np.radians(60), along, 1e9)
+    assert capped < 0.5 * free
+    across = [0, 0.3, 0, 0]  # about z, on the hanging link: square across it, slow
+    assert angular_speed_after(0.0, across, 7.0) == pytest.approx(angular_speed_after(0.0, across, 1e9))
+
+
+def ou_policy(theta=0.15, sigma=0.2):
+    state = {}
+
+    def policy(obs, rng):
+        x = state.get("x", np.zeros((len(obs), 4)))
+        state["x"] = x + theta * -x + sigma * rng.standard_normal(x.shape)
+        return state["x"]
+    return policy
+
+
+@pytest.mark.parametrize("policy", [
+    random_policy,
+    lambda obs, rng: rng.choice([-1.0, 1.0], (len(obs), 4)),
+    ou_policy(),
+], ids=["normal", "saturated", "ornstein-uhlenbeck"])
+def test_nothing_blows_up_in_10000_decisions(policy):
+    sim = ReacherSim(20)
+    rng = np.random.default_rng(5)
+    obs = sim.reset(rng)
+    for t in range(10_000):
+        obs, _ = sim.step(np.clip(policy(obs, rng), -1, 1))
+        if t % 1000 == 999:
+            assert np.isfinite(obs).all() and sim.state_is_finite()
+            obs = sim.reset(rng)
+
+
+def test_scripted_controller_solves_and_random_play_does_not(sim):
+    scripted = play(sim, lambda obs, rng: scripted_actions(obs), seed=6)
+    assert scripted.mean() >= 25
+    random = play(sim, random_policy, seed=6, episodes=2)
+    assert random.mean() < 0.5  # the original build: 0.077 and 0.098
+    assert (random == 0).mean() > 0.2  # many arms never touch the goal, as in the original
+
+
+def test_mirrored_torque_sign_fails_the_scripted_controller(sim):
+    mirrored = play(sim, lambda obs, rng: -scripted_actions(obs), seed=6)
+    assert mirrored.mean() < 2
+
+
+def test_same_seed_same_episode_and_arms_differ():
+    def run():
+        env = ReacherVectorEnv(num_envs=5)
+        obs, _ = env.reset(seed=7)
+        out = [obs]
+        for _ in range(50):
+            obs, reward, *_ = env.step(scripted_actions(obs))
+            out += [obs, reward[:, None]]
+        return np.concatenate(out, axis=1), obs
+    a, obs = run()
+    b, _ = run()
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(obs[:, 32])) == 5 and len(np.unique(obs[:, 26])) == 5
+
+
+def test_single_arm_env_passes_gymnasiums_checker():
+    env = gym.make("ddpg/Reacher-v0")
+    assert isinstance(env.unwrapped, ReacherEnv)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (33,)
+    obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert isinstance(reward, float) and not terminated and not truncated
+
+
+def test_bad_actions_are_refused_and_large_ones_clipped():
+    env = ReacherVectorEnv(num_envs=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2, 4\)"):
+        env.step(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        env.step(np.array([[0, 0, np.nan, 0], [0] * 4]))
+    clipped = ReacherVectorEnv(num_envs=2)
+    clipped.reset(seed=0)
+    env.reset(seed=0)
+    a, _, *_ = env.step(np.full((2, 4), 5.0))
+    b, _, *_ = clipped.step(np.ones((2, 4)))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_render_shows_all_arms_and_video_is_written(tmp_path):
+    from ddpg.video import write_video
+    env = ReacherVectorEnv(num_envs=4, render_mode="rgb_array", width=160, height=120)
+    obs, _ = env.reset(seed=0)
+    frames = []
+    for _ in range(5):
+        frames.append(env.render())
+        obs, *_ = env.step(scripted_actions(obs))
+    assert frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8
+    assert frames[0].std() > 5 and not np.array_equal(frames[0], frames[-1])
+    for name in ("a.mp4", "a.gif"):
+        path = write_video(frames, tmp_path / name, fps=12.5)
+        assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
+        write_video(frames, tmp_path / "a.avi", fps=12.5)
+    assert not list(tmp_path.glob(".*tmp*"))
