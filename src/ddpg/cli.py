@@ -1,15 +1,108 @@
-"""The `ddpg` command: demo, and (see `ddpg --help`) the rest of the workflow."""
+"""The `ddpg` command: train, evaluate, watch, plot, and a scripted Reacher demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import CheckpointError
+from .config import ConfigError
 
-class UserError(Exception):
-    """A mistake in the user's input: printed as one line, without a traceback."""
+
+def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
+    """Per-episode, per-env scores of a deterministic policy (first episode of each env counts)."""
+    from .trainer import episode_seed
+    scores = np.zeros((episodes, env.num_envs))
+    for e in range(episodes):
+        obs, _ = env.reset(seed=episode_seed(seed, e))
+        active = np.ones(env.num_envs, bool)
+        while active.any():
+            if frames is not None:
+                frames.append(env.render())
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            scores[e] += reward * active
+            active &= ~(terminated | truncated)
+    return scores
+
+
+def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
+    from .checkpoint import load_checkpoint
+    from .config import load_config
+    from .trainer import agent_from_checkpoint, make_env, resolve_checkpoint
+    path = resolve_checkpoint(target)
+    payload = load_checkpoint(path)
+    config = load_config(base=payload["config"])
+    env = make_env(config.env, render_mode=render_mode, num_envs=num_envs)
+    agent = agent_from_checkpoint(payload, env, path)
+    return path, payload, env, agent
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .plot import plot_run
+    from .trainer import CONFIG_FILE, Trainer
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / CONFIG_FILE
+        if not saved.exists():
+            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+        import json
+        config = load_config(base=json.loads(saved.read_text()), overrides=args.overrides)
+    else:
+        overrides = list(args.overrides)
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        if args.episodes is not None:
+            overrides.append(f"train.episodes={args.episodes}")
+        config = load_config(args.config, overrides)
+        run_dir = Path(args.run_dir or f"runs/{config.env.id.split('/')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / "checkpoints").exists():
+            raise ConfigError(f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --run-dir")
+    trainer = Trainer(config, run_dir, resume=bool(args.resume))
+    start = time.perf_counter()
+    solved = trainer.train(progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    scores = trainer.mean_scores
+    plot_run(run_dir, target=config.train.target_score, window=config.train.window)
+    last = f"last episode {scores[-1]:.2f}, trailing average {np.mean(scores[-config.train.window:]):.2f}" if scores else "no episode"
+    outcome = f"solved at episode {solved}" if solved else f"not solved in {trainer.episode} episodes"
+    print(f"{outcome}; {last}; {elapsed:.0f} s this session; run directory: {run_dir}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    path, payload, env, agent = _loaded_agent(args.target, num_envs=args.envs)
+    scores = _run_policy(env, agent.act, args.episodes, args.seed)
+    per_episode = scores.mean(axis=1)
+    print(f"{path} (episode {payload['episode']}): deterministic policy, {args.episodes} episode(s) x "
+          f"{env.num_envs} env(s): mean {per_episode.mean():.2f} +- {per_episode.std():.2f} over episodes; "
+          f"over all envs: min {scores.min():.2f}, median {np.median(scores):.2f}, max {scores.max():.2f}")
+
+
+def _watch(args: argparse.Namespace) -> None:
+    from .video import check_video_path, write_video
+    check_video_path(args.out)
+    path, _, env, agent = _loaded_agent(args.target, render_mode="rgb_array", num_envs=args.envs)
+    frames: list = []
+    scores = _run_policy(env, agent.act, 1, args.seed, frames)
+    fps = env.metadata.get("render_fps") or 30
+    print(f"{path}: score {scores.mean():.2f}; video: {write_video(frames, args.out, fps)}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    import json
+    from .plot import plot_run
+    from .trainer import CONFIG_FILE
+    run_dir = Path(args.run_dir)
+    target, window = None, 100
+    if (run_dir / CONFIG_FILE).exists():
+        train = json.loads((run_dir / CONFIG_FILE).read_text())["train"]
+        target, window = train["target_score"], train["window"]
+    print(plot_run(run_dir, Path(args.out) if args.out else None, target, window))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -20,16 +113,10 @@ def _demo(args: argparse.Namespace) -> None:
     if args.video:
         check_video_path(args.video)
     env = ReacherVectorEnv(args.arms, render_mode="rgb_array" if args.video else None)
-    obs, _ = env.reset(seed=args.seed)
-    scores, frames, done = np.zeros(env.num_envs), [], False
-    while not done:
-        if args.video:
-            frames.append(env.render())
-        obs, reward, terminated, truncated, _ = env.step(scripted_actions(obs))
-        scores += reward
-        done = bool(np.any(terminated | truncated))
-    print(f"scripted controller, {env.num_envs} arms, seed {args.seed}: mean score "
-          f"{scores.mean():.2f} (min {scores.min():.2f}, max {scores.max():.2f}; best possible 40)")
+    frames: list | None = [] if args.video else None
+    scores = _run_policy(env, scripted_actions, 1, args.seed, frames)
+    print(f"scripted controller, {env.num_envs} arms: mean score {scores.mean():.2f} "
+          f"(min {scores.min():.2f}, max {scores.max():.2f}; best possible 40)")
     if args.video:
         print(f"video: {write_video(frames, args.video, env.metadata['render_fps'])}")
     env.close()
@@ -38,6 +125,35 @@ def _demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent", description=(
+        "Train DDPG. Any config field can be overridden as section.key=value, e.g. agent.gamma=0.98."))
+    train.add_argument("overrides", nargs="*", metavar="section.key=value")
+    train.add_argument("--config", metavar="FILE", help="TOML config (default: built-in defaults, i.e. Reacher)")
+    train.add_argument("--run-dir", metavar="DIR", help="where the run's files go (default: runs/<env>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--episodes", type=int)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    for name, func, text in (("evaluate", _evaluate, "score the deterministic policy"),
+                             ("watch", _watch, "record a video of the deterministic policy")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+        if name == "evaluate":
+            p.add_argument("--episodes", type=int, default=5)
+        else:
+            p.add_argument("--out", required=True, metavar="FILE.mp4|gif")
+        p.add_argument("--envs", type=int, help="number of envs/arms (default: as trained)")
+        p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default 10000, unseen in training)")
+        p.set_defaults(func=func)
+
+    plot = sub.add_parser("plot", help="plot a run's scores")
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+    plot.add_argument("--out", metavar="FILE.png")
+    plot.set_defaults(func=_plot)
+
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
     demo.add_argument("--arms", type=int, default=20, help="number of arms (default 20)")
     demo.add_argument("--seed", type=int, default=0)
@@ -50,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UserError, ValueError, FileNotFoundError, PermissionError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as err:
         print(f"ddpg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, read-only directory...
+        print(f"ddpg {args.command}: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ddpg {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

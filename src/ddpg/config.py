@@ -1,0 +1,231 @@
+"""Typed configuration: dataclasses with a one-line doc per field, read from TOML, overridable.
+
+Every mistake (unknown key, wrong type, value out of range) raises ConfigError with one line that
+names the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; its message names the key."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "ddpg/Reacher-v0"
+    """Gymnasium id of a continuous-action environment."""
+    num_envs: int = 20
+    """Environments (for Reacher: arms) stepped together; all feed one replay buffer."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the environment's constructor (e.g. goal_speed)."""
+
+
+@dataclass
+class AgentConfig:
+    actor_hidden: list[int] = field(default_factory=lambda: [400, 300])
+    """Hidden layer sizes of the actor."""
+    critic_hidden: list[int] = field(default_factory=lambda: [400, 300])
+    """Hidden layer sizes of the critic; the action joins at the second layer."""
+    batch_norm: bool = True
+    """Batch-normalize the state at each network's input."""
+    activation: Literal["relu", "leaky_relu"] = "leaky_relu"
+    """Hidden-layer activation."""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critic."""
+    actor_weight_decay: float = 0.0
+    """L2 weight decay of the actor (0: none)."""
+    critic_weight_decay: float = 0.0
+    """L2 weight decay of the critic (0: none)."""
+    gamma: float = 0.99
+    """Discount: near 1 values the far future, 0 only the next reward."""
+    tau: float = 1e-3
+    """Soft update: target <- tau * local + (1 - tau) * target, after every update."""
+    batch_size: int = 128
+    """Transitions per update."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity, in transitions (one per environment per step)."""
+    warmup_steps: int = 0
+    """Steps (of all environments at once) of uniform random actions, with no learning, at the start."""
+    learn_every: int = 20
+    """Learn every this many steps..."""
+    updates_per_learn: int = 10
+    """...with this many updates each time."""
+    critic_grad_clip: float = 1.0
+    """Maximum gradient norm of the critic (0: no clipping)."""
+    actor_grad_clip: float = 0.0
+    """Maximum gradient norm of the actor (0: no clipping)."""
+
+
+@dataclass
+class NoiseConfig:
+    kind: Literal["ou", "gaussian"] = "ou"
+    """Exploration noise: Ornstein-Uhlenbeck or Gaussian, one independent process per environment."""
+    sigma: float = 0.2
+    """Noise scale, in units of half the action range."""
+    theta: float = 0.15
+    """Ornstein-Uhlenbeck pull toward zero per step."""
+    schedule: Literal["constant", "exponential", "score"] = "constant"
+    """How sigma is scaled per episode: constant, decay ** episode, or shrinking as the trailing score nears the target."""
+    decay: float = 0.99
+    """Per-episode factor of the exponential schedule."""
+    floor: float = 0.0
+    """Smallest scale the exponential and score schedules go down to."""
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    """Seeds every random generator (Python, NumPy, torch, the environment)."""
+    episodes: int = 300
+    """Episode budget."""
+    target_score: float | None = 30.0
+    """Stop when the trailing average reaches this ("none": run the whole budget)."""
+    window: int = 100
+    """Episodes in the trailing average."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many episodes (and on reaching the target)."""
+    keep_checkpoints: int = 3
+    """How many periodic checkpoints to keep."""
+    save_buffer: bool = True
+    """Put the replay buffer into checkpoints, so a resumed run continues exactly."""
+    tensorboard: bool = True
+    """Also log metrics for TensorBoard (always: metrics.csv)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (pip install ddpg[wandb]); offline unless WANDB_MODE says otherwise."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """The value, converted where harmless (int to float); ConfigError if it is not of `hint`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if type(None) in args and (value is None or str(value).lower() == "none"):
+            return None  # TOML has no null: the string "none" stands for it
+        return _check_type(key, value, next(a for a in args if a is not type(None)))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _merge(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table, got {value!r}")
+            _merge(current, value, f"{path}.")
+        else:
+            setattr(obj, key, _check_type(path, value, hints[key]))
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(config: Config) -> Config:
+    a, n, t, e = config.agent, config.noise, config.train, config.env
+    _require(e.num_envs >= 1, f"env.num_envs: must be at least 1, got {e.num_envs}")
+    for key in ("actor_hidden", "critic_hidden"):
+        sizes = getattr(a, key)
+        _require(len(sizes) >= 1 and min(sizes) >= 1, f"agent.{key}: need at least one layer, all sizes >= 1, got {sizes}")
+    _require(len(a.critic_hidden) >= 2, f"agent.critic_hidden: the action joins at the second layer, so give at least two sizes, got {a.critic_hidden}")
+    for key in ("actor_lr", "critic_lr"):
+        _require(getattr(a, key) > 0, f"agent.{key}: must be positive, got {getattr(a, key)}")
+    for key in ("actor_weight_decay", "critic_weight_decay", "critic_grad_clip", "actor_grad_clip"):
+        _require(getattr(a, key) >= 0, f"agent.{key}: must be >= 0, got {getattr(a, key)}")
+    _require(0 <= a.gamma <= 1, f"agent.gamma: must be in [0, 1], got {a.gamma}")
+    _require(0 < a.tau <= 1, f"agent.tau: must be in (0, 1], got {a.tau}")
+    _require(a.batch_size >= 1, f"agent.batch_size: must be at least 1, got {a.batch_size}")
+    _require(a.buffer_size >= a.batch_size,
+             f"agent.buffer_size: {a.buffer_size} is smaller than agent.batch_size {a.batch_size}")
+    _require(a.warmup_steps >= 0, f"agent.warmup_steps: must be >= 0, got {a.warmup_steps}")
+    _require(a.learn_every >= 1, f"agent.learn_every: must be at least 1, got {a.learn_every}")
+    _require(a.updates_per_learn >= 0, f"agent.updates_per_learn: must be >= 0, got {a.updates_per_learn}")
+    _require(n.sigma >= 0, f"noise.sigma: must be >= 0, got {n.sigma}")
+    _require(0 <= n.theta <= 1, f"noise.theta: must be in [0, 1], got {n.theta}")
+    _require(0 < n.decay <= 1, f"noise.decay: must be in (0, 1], got {n.decay}")
+    _require(0 <= n.floor <= 1, f"noise.floor: must be in [0, 1], got {n.floor}")
+    _require(t.episodes >= 1, f"train.episodes: must be at least 1, got {t.episodes}")
+    _require(t.window >= 1, f"train.window: must be at least 1, got {t.window}")
+    _require(t.checkpoint_every >= 1, f"train.checkpoint_every: must be at least 1, got {t.checkpoint_every}")
+    _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints: must be at least 1, got {t.keep_checkpoints}")
+    _require(t.threads >= 0, f"train.threads: must be >= 0, got {t.threads}")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'agent.gamma=0.98' -> (['agent', 'gamma'], 0.98); the value is read as TOML, else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{text}: an override looks like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (),
+                base: dict[str, Any] | None = None) -> Config:
+    """Defaults, then `base` (a saved config), then the TOML file, then `section.key=value` overrides."""
+    config = Config()
+    if base:
+        _merge(config, base)
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        _merge(config, data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        _merge(config, nested)
+    return validate(config)

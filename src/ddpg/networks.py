@@ -1,0 +1,58 @@
+"""Actor and critic of DDPG (Lillicrap et al., 2016), sizes and details configurable."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# The paper's final-layer initialization: small, so early actions and values sit near zero.
+FINAL_INIT = 3e-3
+
+
+def _activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU()}[name]
+
+
+def _final(in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    nn.init.uniform_(layer.weight, -FINAL_INIT, FINAL_INIT)
+    nn.init.uniform_(layer.bias, -FINAL_INIT, FINAL_INIT)
+    return layer
+
+
+class Actor(nn.Module):
+    """state -> [batch norm] -> hidden layers -> tanh, scaled to the action bounds per dimension."""
+
+    def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
+                 hidden: list[int], batch_norm: bool = True, activation: str = "leaky_relu"):
+        super().__init__()
+        layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
+        sizes = [obs_dim, *hidden]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), _activation(activation)]
+        layers += [_final(sizes[-1], len(action_low)), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+        self.register_buffer("action_scale", (action_high - action_low) / 2)
+        self.register_buffer("action_centre", (action_high + action_low) / 2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.action_centre + self.action_scale * self.body(obs)
+
+
+class Critic(nn.Module):
+    """(state, action) -> Q: the state through [batch norm] and the first layer, the action joins at the second."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], batch_norm: bool = True,
+                 activation: str = "leaky_relu"):
+        super().__init__()
+        first: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
+        self.state_layer = nn.Sequential(*first, nn.Linear(obs_dim, hidden[0]), _activation(activation))
+        layers: list[nn.Module] = []
+        sizes = [hidden[0] + act_dim, *hidden[1:]]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), _activation(activation)]
+        layers.append(_final(sizes[-1], 1))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.state_layer(obs), action], dim=-1)).squeeze(-1)

@@ -1,0 +1,167 @@
+"""DDPG's math against hand-computed values, and the update's gradient and target discipline."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from ddpg.agent import DDPG, soft_update, td_target
+from ddpg.config import AgentConfig, NoiseConfig
+from ddpg.networks import Actor, Critic
+from ddpg.noise import Noise, noise_scale, ou_step
+from ddpg.replay import ReplayBuffer
+from ddpg.trainer import solved_episode, trailing_average
+
+
+def test_td_target_by_hand():
+    y = td_target(torch.tensor([1.0, 0.5, -1.0]), torch.tensor([0.0, 1.0, 0.0]),
+                  torch.tensor([2.0, 3.0, 10.0]), gamma=0.9)
+    torch.testing.assert_close(y, torch.tensor([2.8, 0.5, 8.0]))
+    assert td_target(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([5.0]), gamma=0.0).item() == 1.0
+
+
+def test_soft_update_by_hand_including_batch_norm_statistics():
+    local, target = Critic(3, 1, [4, 4]), Critic(3, 1, [4, 4])
+    with torch.no_grad():
+        for p in local.state_dict().values():
+            p.fill_(1) if p.is_floating_point() else p.fill_(7)
+        for p in target.state_dict().values():
+            p.fill_(0) if p.is_floating_point() else p.fill_(0)
+    soft_update(target, local, tau=0.1)
+    for name, value in target.state_dict().items():
+        expected = 0.1 if value.is_floating_point() else 7
+        assert torch.all(value == torch.tensor(expected, dtype=value.dtype)), name
+    assert "state_layer.0.running_mean" in target.state_dict()
+
+
+def test_actor_scales_tanh_to_each_action_dimension():
+    actor = Actor(2, torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 10.0]), [8], batch_norm=False)
+    with torch.no_grad():
+        actor.body[-2].bias.copy_(torch.tensor([100.0, -100.0]))  # saturate tanh: +1, -1
+    out = actor(torch.zeros(1, 2))
+    torch.testing.assert_close(out, torch.tensor([[2.0, 0.0]]))
+
+
+def test_ou_step_by_hand():
+    x = ou_step(np.array([1.0, -2.0]), theta=0.15, sigma=0.2, normal=np.array([0.5, -1.0]))
+    np.testing.assert_allclose(x, [0.95, -1.9])
+
+
+def test_ou_statistics_and_per_arm_independence():
+    noise = Noise(NoiseConfig(kind="ou", sigma=0.2, theta=0.15), num_envs=20, act_dim=4, seed=0)
+    samples = np.stack([noise.sample() for _ in range(20_000)])[1000:]  # (T, 20, 4)
+    stationary_std = 0.2 / np.sqrt(1 - 0.85 ** 2)  # Var = sigma^2 / (1 - (1 - theta)^2)
+    assert samples.std() == pytest.approx(stationary_std, rel=0.05)
+    assert abs(samples.mean()) < 0.03
+    lag1 = np.corrcoef(samples[1:, 0, 0], samples[:-1, 0, 0])[0, 1]
+    assert lag1 == pytest.approx(0.85, abs=0.02)  # the process's memory: 1 - theta
+    arms = samples[:, :, 0].T  # one row per arm
+    between = np.corrcoef(arms)[np.triu_indices(20, 1)]
+    assert np.abs(between).max() < 0.2  # arms do not share one draw (the original's bug)
+
+
+def test_gaussian_noise_statistics():
+    noise = Noise(NoiseConfig(kind="gaussian", sigma=0.3), num_envs=5, act_dim=2, seed=1)
+    samples = np.stack([noise.sample() for _ in range(20_000)])
+    assert samples.std() == pytest.approx(0.3, rel=0.03)
+    assert abs(np.corrcoef(samples[1:, 0, 0], samples[:-1, 0, 0])[0, 1]) < 0.03
+
+
+def test_noise_schedules_by_hand():
+    exp = NoiseConfig(schedule="exponential", decay=0.9, floor=0.5)
+    assert noise_scale(exp, 2, None, None) == pytest.approx(0.81)
+    assert noise_scale(exp, 20, None, None) == 0.5
+    score = NoiseConfig(schedule="score", floor=0.1)
+    assert noise_scale(score, 0, None, 30.0) == 1.0  # no score yet
+    assert noise_scale(score, 5, 15.0, 30.0) == pytest.approx(0.5)
+    assert noise_scale(score, 5, 29.5, 30.0) == pytest.approx(0.1)
+    assert noise_scale(score, 5, -3.0, 30.0) == 1.0
+    assert noise_scale(NoiseConfig(), 50, 29.0, 30.0) == 1.0
+
+
+def test_trailing_average_and_solve_episode_by_hand():
+    assert trailing_average([1, 2, 3, 4], 2) == 3.5
+    assert trailing_average([1, 2], 100) == 1.5
+    scores = [0, 10, 20, 40, 50]  # window means: 10, 23.3, 36.7
+    assert solved_episode(scores, window=3, target=30) == 5
+    assert solved_episode([30, 30, 30], window=3, target=30) == 3  # reaching the target counts
+    assert solved_episode([40, 40], window=3, target=30) is None  # never before a full window
+
+
+def filled_buffer(n=512, seed=0):
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer(1000, 5, 2, seed=seed)
+    buffer.add(rng.standard_normal((n, 5)), rng.uniform(-1, 1, (n, 2)), rng.standard_normal(n),
+               rng.standard_normal((n, 5)), rng.random(n) < 0.1)
+    return buffer
+
+
+def small_agent(**overrides):
+    torch.manual_seed(0)
+    config = AgentConfig(actor_hidden=[16, 16], critic_hidden=[16, 16], batch_size=32,
+                         critic_grad_clip=0.0, **overrides)
+    return DDPG(5, -np.ones(2), np.ones(2), config)
+
+
+def test_critic_and_actor_gradients_stay_in_their_own_networks():
+    agent = small_agent()
+    batch = filled_buffer().sample(32)
+    before = copy.deepcopy(agent)
+    agent.learn(batch)
+    # The critic's gradient is exactly that of the critic loss alone: the actor loss added nothing.
+    critic = before.critic
+    with torch.no_grad():
+        y = td_target(batch.rewards, batch.terminated,
+                      before.critic_target(batch.next_obs, before.actor_target(batch.next_obs)), 0.99)
+    ((y - critic(batch.obs, batch.actions)) ** 2).mean().backward()
+    for mine, expected in zip(agent.critic.parameters(), critic.parameters()):
+        torch.testing.assert_close(mine.grad, expected.grad)
+    # The actor's gradient is that of -Q(s, mu(s)) under the updated critic, and nothing else.
+    actor, updated_critic = before.actor, copy.deepcopy(agent.critic)
+    (-updated_critic(batch.obs, actor(batch.obs)).mean()).backward()
+    for mine, expected in zip(agent.actor.parameters(), actor.parameters()):
+        torch.testing.assert_close(mine.grad, expected.grad)
+
+
+def test_targets_move_only_by_the_soft_update():
+    agent = small_agent(tau=0.05)
+    old_actor_target = copy.deepcopy(agent.actor_target.state_dict())
+    old_critic_target = copy.deepcopy(agent.critic_target.state_dict())
+    agent.learn(filled_buffer().sample(32))
+    for old, target, local in ((old_actor_target, agent.actor_target, agent.actor),
+                               (old_critic_target, agent.critic_target, agent.critic)):
+        for name, value in target.state_dict().items():
+            if value.is_floating_point():
+                expected = 0.95 * old[name] + 0.05 * local.state_dict()[name]
+                torch.testing.assert_close(value, expected, msg=name)
+    assert all(not p.requires_grad for p in agent.critic_target.parameters())
+
+
+def test_terminated_transitions_do_not_bootstrap_truncated_do():
+    """With gamma 1 and a huge target value, only the terminated transition's target stays its reward."""
+    agent = small_agent(gamma=1.0)
+    with torch.no_grad():
+        agent.critic_target.head[-1].bias.fill_(1000.0)
+        agent.critic_target.head[-1].weight.zero_()
+    buffer = ReplayBuffer(10, 5, 2)
+    buffer.add(np.zeros((2, 5)), np.zeros((2, 2)), [1.0, 1.0], np.zeros((2, 5)), [True, False])
+    batch = buffer.sample(2)
+    with torch.no_grad():
+        next_q = agent.critic_target(batch.next_obs, agent.actor_target(batch.next_obs))
+    y = td_target(batch.rewards, batch.terminated, next_q, 1.0)
+    torch.testing.assert_close(y[batch.terminated == 1], torch.ones(1))
+    torch.testing.assert_close(y[batch.terminated == 0], torch.tensor([1001.0]))
+
+
+def test_replay_wraps_around_and_samples_only_what_it_holds():
+    buffer = ReplayBuffer(5, 1, 1, seed=0)
+    buffer.add(np.arange(3)[:, None], np.zeros((3, 1)), np.arange(3), np.zeros((3, 1)), np.zeros(3))
+    assert len(buffer) == 3
+    assert set(buffer.sample(200).rewards.tolist()) == {0.0, 1.0, 2.0}
+    buffer.add(np.arange(3, 7)[:, None], np.zeros((4, 1)), np.arange(3, 7), np.zeros((4, 1)), np.zeros(4))
+    assert len(buffer) == 5 and buffer.position == 2
+    assert buffer.rewards.tolist() == [5, 6, 2, 3, 4]  # 5 and 6 overwrote the oldest
+    assert set(buffer.sample(500).rewards.tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
+    batch = buffer.sample(4)
+    assert batch.weights.tolist() == [1.0] * 4 and batch.indices.shape == (4,)

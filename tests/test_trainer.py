@@ -1,0 +1,198 @@
+"""The trainer, config, checkpoints and command line, on real environments."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ddpg.cli import _run_policy, main
+from ddpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ddpg.config import ConfigError, load_config
+from ddpg.trainer import Trainer, agent_from_checkpoint, make_env
+
+
+class CountdownEnv(gym.Env):
+    """Terminates after `length` steps; reward 1 per step. For checking what the buffer stores."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, length=5):
+        self.length, self.t = length, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([self.t, 0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t, 1], np.float32), 1.0, self.t >= self.length, False, {}
+
+
+gym.register("test/Countdown-v0", entry_point=CountdownEnv)
+
+FAST = ["agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]", "agent.batch_size=64",
+        "train.tensorboard=false"]
+
+
+def reacher_config(*extra):
+    return load_config(None, [*FAST, "env.num_envs=2", "agent.learn_every=50",
+                              "agent.updates_per_learn=2", "agent.buffer_size=10000", *extra])
+
+
+def test_truncation_is_stored_as_not_terminated(tmp_path):
+    trainer = Trainer(reacher_config(), tmp_path)
+    scores, _ = trainer.run_episode()
+    buffer = trainer.buffer
+    assert len(buffer) == 2 * 1000 and buffer.terminated[:len(buffer)].sum() == 0
+    # The last stored next-state is the final state of the episode, not a reset state.
+    assert buffer.next_obs[len(buffer) - 1, 1] != -4.0
+    np.testing.assert_allclose(scores, [buffer.rewards[i:2000:2].sum() for i in (0, 1)], rtol=1e-5)
+
+
+def test_termination_is_stored_and_ends_that_envs_episode(tmp_path):
+    trainer = Trainer(load_config(None, [*FAST, "env.id=test/Countdown-v0", "env.num_envs=3"]), tmp_path)
+    scores, _ = trainer.run_episode()
+    assert scores.tolist() == [5.0, 5.0, 5.0]
+    assert len(trainer.buffer) == 15
+    assert trainer.buffer.terminated[:15].tolist() == ([0.0] * 3 * 4 + [1.0] * 3)
+
+
+def test_two_runs_with_one_seed_are_identical(tmp_path):
+    def run(folder):
+        trainer = Trainer(reacher_config("train.episodes=2", "train.seed=3"), tmp_path / folder)
+        trainer.train(progress=False)
+        return trainer
+    a, b = run("a"), run("b")
+    assert a.scores == b.scores and a.agent.updates == b.agent.updates > 0
+    for p, q in zip(a.agent.state_dict()["actor"].values(), b.agent.state_dict()["actor"].values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    c = Trainer(reacher_config("train.episodes=1", "train.seed=4"), tmp_path / "c")
+    c.train(progress=False)
+    assert c.scores[0] != a.scores[0]
+
+
+def test_checkpoint_round_trip_keeps_parameters_predictions_and_replay(tmp_path):
+    trainer = Trainer(reacher_config("train.episodes=1"), tmp_path)
+    trainer.train(progress=False)
+    payload = load_checkpoint(tmp_path / "checkpoints" / "episode_000001.pt")
+    env = make_env(trainer.config.env)
+    agent = agent_from_checkpoint(payload, env, tmp_path)
+    obs = np.random.default_rng(0).standard_normal((7, 33))
+    np.testing.assert_array_equal(agent.act(obs), trainer.agent.act(obs))
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+        assert torch.equal(payload["buffer"][name], getattr(trainer.buffer, name)[:len(trainer.buffer)])
+    resumed = Trainer(trainer.config, tmp_path, resume=True)
+    assert resumed.episode == 1 and resumed.scores == trainer.scores
+    for p, q in zip(resumed.agent.critic_target.parameters(), trainer.agent.critic_target.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
+    good = {"format": 1, "weights": torch.ones(3)}
+    save_checkpoint(good, tmp_path / "good.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "good.pt")["weights"], torch.ones(3))
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "cut.pt")
+    save_checkpoint({"format": 1, "weights": torch.tensor([1.0, float("nan")])}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="non-finite value at /weights"):
+        load_checkpoint(tmp_path / "nan.pt")
+
+    class Exploit:
+        def __reduce__(self):
+            return (exec, ("open('" + str(tmp_path / "pwned") + "', 'w').write('x')",))
+    torch.save({"format": 1, "x": Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused so that nothing in it runs"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_checkpoint_for_another_env_is_refused(tmp_path):
+    trainer = Trainer(load_config(None, [*FAST, "env.id=test/Countdown-v0", "train.episodes=1",
+                                         "agent.batch_size=2"]), tmp_path / "run")
+    trainer.train(progress=False)
+    code = main(["evaluate", str(tmp_path / "run"), "--episodes", "1"])
+    assert code == 0
+    payload = load_checkpoint(next((tmp_path / "run" / "checkpoints").glob("*.pt")))
+    with pytest.raises(CheckpointError, match="observations of size 2 and actions of size 1; this environment has 33 and 4"):
+        agent_from_checkpoint(payload, make_env(load_config().env, num_envs=1), tmp_path)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["agent.gama=0.9"], "agent.gama: unknown key"),
+    (["agent.gamma=1.5"], r"agent.gamma: must be in \[0, 1\], got 1.5"),
+    (["agent.gamma='high'"], "agent.gamma: expected float, got 'high'"),
+    (["agent.batch_size=512", "agent.buffer_size=100"], "agent.buffer_size: 100 is smaller than agent.batch_size 512"),
+    (["agent.actor_lr=0"], "agent.actor_lr: must be positive"),
+    (["agent.batch_norm=1"], "agent.batch_norm: expected bool, got 1"),
+    (["noise.kind=pink"], "noise.kind: must be one of 'ou', 'gaussian', got 'pink'"),
+    (["agent.actor_hidden=[0]"], "agent.actor_hidden: need at least one layer"),
+    (["nonsense"], "an override looks like section.key=value"),
+])
+def test_config_mistakes_are_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_config_file_and_overrides_layer(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[agent]\ngamma = 0.9\nbatch_size = 64\n[train]\ntarget_score = \"none\"\n")
+    config = load_config(path, ["agent.gamma=0.95"])
+    assert (config.agent.gamma, config.agent.batch_size, config.train.target_score) == (0.95, 64, None)
+    assert isinstance(load_config(None, ["agent.tau=1"]).agent.tau, float)
+    path.write_text("[agent\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_shipped_configs_load():
+    for name in ("reacher", "pendulum"):
+        load_config(f"configs/{name}.toml")
+
+
+def test_cli_reports_mistakes_in_one_line(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path / "x"), "agent.gamma=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ddpg train: error: agent.gamma: must be in [0, 1], got 2.0"
+    assert not (tmp_path / "x").exists()
+    assert main(["evaluate", str(tmp_path / "nothing.pt")]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(tmp_path / "y"), "env.id=Nope-v9"]) == 2
+    assert "env.id:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pendulum_learns_what_random_play_cannot(tmp_path):
+    config = load_config("configs/pendulum.toml", [
+        "agent.actor_hidden=[64, 64]", "agent.critic_hidden=[64, 64]", "agent.batch_size=128",
+        "agent.warmup_steps=1000", "train.episodes=30", "train.target_score=none",
+        "train.tensorboard=false"])
+    trainer = Trainer(config, tmp_path)
+    trainer.train(progress=False)
+    env = make_env(config.env, num_envs=5)
+    learned = _run_policy(env, trainer.agent.act, 1, seed=99).mean()
+    rng = np.random.default_rng(0)
+    random = _run_policy(env, lambda obs: rng.uniform(-2, 2, (5, 1)).astype(np.float32), 1, seed=99).mean()
+    assert random < -900  # Pendulum's random play is about -1200
+    assert learned > -400
+
+
+@pytest.mark.slow
+def test_reacher_short_run_learns_far_above_random(tmp_path):
+    config = load_config("configs/reacher.toml", ["train.episodes=8", "train.tensorboard=false"])
+    trainer = Trainer(config, tmp_path)
+    trainer.train(progress=False)
+    env = make_env(config.env)
+    learned = _run_policy(env, trainer.agent.act, 1, seed=99).mean()
+    assert learned > 2.0  # random play scores 0.16 (docs/reacher.md)
+    assert np.mean(trainer.mean_scores[-3:]) > 2.0
+    assert json.loads((tmp_path / "config.json").read_text())["env"]["num_envs"] == 20
