@@ -11,6 +11,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
+from .trainer import TrainingError
 
 
 def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as err:
         print(f"ddpg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"ddpg {args.command}: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        return 1
     except OSError as err:  # disk full, read-only directory...
         print(f"ddpg {args.command}: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 1

@@ -1,0 +1,140 @@
+"""Training that survives kills, signals, NaNs, full disks and bad files (docs/reliability.md)."""
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpg import checkpoint as checkpoint_module
+from ddpg.agent import DDPG
+from ddpg.checkpoint import load_checkpoint
+from ddpg.cli import main
+from ddpg.config import ConfigError, load_config
+from ddpg.tracking import repair_csv
+from ddpg.trainer import Trainer, TrainingError
+
+SMALL = ["env.num_envs=2", "agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]",
+         "agent.batch_size=64", "agent.learn_every=50", "agent.updates_per_learn=4",
+         "agent.buffer_size=20000", "train.tensorboard=false", "train.threads=1", "train.seed=5"]
+
+
+def cli(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ddpg.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def final_state(run_dir: Path) -> dict:
+    return load_checkpoint(sorted((run_dir / "checkpoints").glob("*.pt"))[-1])
+
+
+def wait_for(predicate, timeout=300.0):
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, "the training process did not get there"
+        time.sleep(0.05)
+
+
+def test_sigkill_then_resume_ends_identical_to_an_uninterrupted_run(tmp_path):
+    options = [*SMALL, "train.episodes=4", "train.checkpoint_every=1"]
+    Trainer(load_config(None, options), tmp_path / "whole").train(progress=False)
+
+    run = tmp_path / "killed"
+    proc = cli("train", "--quiet", "--run-dir", str(run), *options)
+    wait_for(lambda: (run / "checkpoints" / "episode_000001.pt").exists())
+    time.sleep(random.Random().uniform(0.0, 1.0))  # anywhere in the episodes that follow
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = cli("train", "--quiet", "--resume", str(run))
+    assert resumed.wait() == 0, resumed.stderr.read()
+
+    whole, killed = final_state(tmp_path / "whole"), final_state(run)
+    assert killed["episode"] == 4 and killed["scores"] == whole["scores"]
+    for part in ("actor", "critic", "actor_target", "critic_target"):
+        for name, value in whole["agent"][part].items():
+            assert torch.equal(value, killed["agent"][part][name]), f"{part}.{name}"
+    assert torch.equal(whole["buffer"]["obs"], killed["buffer"]["obs"])
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = cli("train", "--quiet", "--run-dir", str(run), *SMALL, "train.episodes=1000",
+               "train.checkpoint_every=1000")
+    wait_for(lambda: (run / "metrics.csv").exists())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by signal" in out and f"--resume {run}" in out
+    stopped = final_state(run)
+    done = stopped["episode"]
+    assert 1 <= done < 1000
+    resumed = cli("train", "--quiet", "--resume", str(run), f"train.episodes={done + 1}")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    after = final_state(run)
+    assert after["episode"] == done + 1 and after["scores"][:done] == stopped["scores"]
+
+
+def test_injected_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    learn = DDPG.learn
+
+    def poisoned(self, batch):
+        out = learn(self, batch)
+        if self.updates > 100:  # 4 updates every 50 steps: updates 101-104 come at step 26 * 50
+            out["critic_loss"] = torch.tensor(float("nan"))
+        return out
+    monkeypatch.setattr(DDPG, "learn", poisoned)
+    run = tmp_path / "run"
+    code = main(["train", "--quiet", "--run-dir", str(run), *SMALL, "train.episodes=5", "train.checkpoint_every=1"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ddpg train: stopped: non-finite critic_loss at step 1300 (episode 2, update 104)")
+    assert len(err.splitlines()) == 1
+    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["episode_000001.pt"]
+    assert final_state(run)["episode"] == 1
+
+
+def test_non_finite_action_is_caught(tmp_path):
+    trainer = Trainer(load_config(None, SMALL), tmp_path)
+    with torch.no_grad():
+        trainer.agent.actor.body[-2].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="non-finite action at step 0"):
+        trainer.run_episode()
+
+
+def test_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--run-dir", str(run), *SMALL, "train.episodes=1"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    real_save = torch.save
+
+    def full(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(getattr(f, "name", f)))
+    monkeypatch.setattr(checkpoint_module.torch, "save", full)
+    code = main(["train", "--quiet", "--resume", str(run), "train.episodes=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "No space left on device" in err
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before  # no temp file either
+
+
+def test_replay_buffer_that_cannot_fit_is_refused_with_the_figure(tmp_path):
+    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10000000000 transitions need 2682.2 GiB"):
+        Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000"]), tmp_path)
+
+
+def test_metrics_file_cut_by_a_kill_is_repaired(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("episode,score\n1,0.5\n2,0.7\n3,0.")
+    repair_csv(path, last_episode=2)
+    assert path.read_text() == "episode,score\n1,0.5\n2,0.7\n"
+    repair_csv(path, last_episode=1)  # rows after the checkpoint are replayed on resume
+    assert path.read_text() == "episode,score\n1,0.5\n"
