@@ -17,14 +17,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/ddpg demo --video runs/demo.mp4
+	$(BIN)/ddpg train --config configs/reacher.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Every figure of docs/benchmarks.md; takes about two hours on 2 cores.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/reacher_calibration.py
+	$(BIN)/python benchmarks/replay_speed.py
+	$(BIN)/python benchmarks/compare_sb3.py
 
 clean:
 	rm -rf $(VENV) runs

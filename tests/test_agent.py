@@ -165,3 +165,15 @@ def test_replay_wraps_around_and_samples_only_what_it_holds():
     assert set(buffer.sample(500).rewards.tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
     batch = buffer.sample(4)
     assert batch.weights.tolist() == [1.0] * 4 and batch.indices.shape == (4,)
+
+
+def test_importance_weights_scale_the_critic_loss():
+    agent = small_agent(gamma=0.0)  # y = r, so the loss is known from the critic's output alone
+    batch = filled_buffer().sample(4)
+    weights = torch.tensor([2.0, 0.0, 1.0, 0.5])
+    with torch.no_grad():
+        q = agent.critic(batch.obs, batch.actions)
+    expected = (weights * (batch.rewards - q) ** 2).mean()
+    out = agent.learn(batch._replace(weights=weights))
+    torch.testing.assert_close(out["critic_loss"], expected)
+    torch.testing.assert_close(out["td_error"], (batch.rewards - q).abs())

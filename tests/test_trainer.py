@@ -196,3 +196,14 @@ def test_reacher_short_run_learns_far_above_random(tmp_path):
     assert learned > 2.0  # random play scores 0.16 (docs/reacher.md)
     assert np.mean(trainer.mean_scores[-3:]) > 2.0
     assert json.loads((tmp_path / "config.json").read_text())["env"]["num_envs"] == 20
+
+
+def test_overrides_may_come_before_and_after_options(tmp_path):
+    run = tmp_path / "run"
+    code = main(["train", "agent.gamma=0.5", "--quiet", "--run-dir", str(run), "--episodes", "1",
+                 *FAST, "env.id=test/Countdown-v0", "agent.batch_size=2", "agent.tau=0.5"])
+    assert code == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["agent"]["gamma"], saved["agent"]["tau"], saved["train"]["episodes"]) == (0.5, 0.5, 1)
+    with pytest.raises(SystemExit):
+        main(["plot", str(run), "agent.gamma=0.5"])

@@ -164,7 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may sit anywhere among the options (argparse alone takes them only in one run).
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if args.command != "train" or e.startswith("-") or "=" not in e]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
     except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as err:

@@ -67,6 +67,20 @@ class AgentConfig:
 
 
 @dataclass
+class ReplayConfig:
+    prioritized: bool = False
+    """Prioritized experience replay (Schaul et al., 2016) instead of uniform sampling."""
+    alpha: float = 0.6
+    """How strongly priorities shape sampling: P(i) ~ (|TD error| + epsilon)^alpha; 0 is uniform."""
+    beta: float = 0.4
+    """Starting exponent of the importance-sampling weights (N * P)^-beta; annealed to 1."""
+    beta_steps: int = 100_000
+    """Updates over which beta rises linearly to 1."""
+    epsilon: float = 1e-6
+    """Added to |TD error| so that no transition's priority is zero."""
+
+
+@dataclass
 class NoiseConfig:
     kind: Literal["ou", "gaussian"] = "ou"
     """Exploration noise: Ornstein-Uhlenbeck or Gaussian, one independent process per environment."""
@@ -110,6 +124,7 @@ class TrainConfig:
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -165,7 +180,11 @@ def _require(ok: bool, message: str) -> None:
 
 
 def validate(config: Config) -> Config:
-    a, n, t, e = config.agent, config.noise, config.train, config.env
+    a, n, t, e, r = config.agent, config.noise, config.train, config.env, config.replay
+    _require(r.alpha >= 0, f"replay.alpha: must be >= 0, got {r.alpha}")
+    _require(0 <= r.beta <= 1, f"replay.beta: must be in [0, 1], got {r.beta}")
+    _require(r.beta_steps >= 1, f"replay.beta_steps: must be at least 1, got {r.beta_steps}")
+    _require(r.epsilon > 0, f"replay.epsilon: must be positive, got {r.epsilon}")
     _require(e.num_envs >= 1, f"env.num_envs: must be at least 1, got {e.num_envs}")
     for key in ("actor_hidden", "critic_hidden"):
         sizes = getattr(a, key)

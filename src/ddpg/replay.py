@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -71,3 +72,103 @@ class ReplayBuffer:
             getattr(self, name)[:size] = state[name]
         self.position, self.size = state["position"], size
         self.generator.set_state(state["generator"])
+
+
+class SumTree:
+    """Sums of priorities in a tree with 32 children per node: 4 levels cover a million leaves, so a
+    whole batch is sampled or updated with a few array operations per level and no Python loop per
+    element."""
+
+    BRANCHING = 32
+
+    def __init__(self, capacity: int):
+        k = self.BRANCHING
+        depth = max(1, int(np.ceil(np.log(capacity) / np.log(k) - 1e-9)))
+        self.levels = [np.zeros(k ** d) for d in range(1, depth + 1)]  # the last holds the leaves
+
+    @property
+    def total(self) -> float:
+        return float(self.levels[0].sum())
+
+    @property
+    def leaves(self) -> np.ndarray:
+        return self.levels[-1]
+
+    def set(self, index: np.ndarray, priority: np.ndarray) -> None:
+        """Set leaves (a repeated index keeps its last value) and recompute the sums above them."""
+        self.levels[-1][index] = priority
+        for child, parent in zip(self.levels[:0:-1], self.levels[-2::-1]):
+            index = index // self.BRANCHING  # repeats just write the same sum twice: cheaper than unique
+            parent[index] = child.reshape(-1, self.BRANCHING)[index].sum(axis=1)
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """For each value in [0, total), the leaf where the running sum of priorities passes it."""
+        index = np.zeros(len(mass), dtype=np.int64)
+        rows = np.arange(len(mass))
+        for level in self.levels:
+            cumulative = np.cumsum(level.reshape(-1, self.BRANCHING)[index], axis=1)
+            # Stay inside this node's mass (rounding), so a child with no mass is never chosen.
+            mass = np.minimum(mass, cumulative[:, -1] * (1 - 1e-12))
+            child = (cumulative <= mass[:, None]).sum(axis=1)
+            mass = mass - np.where(child > 0, cumulative[rows, np.maximum(child - 1, 0)], 0.0)
+            index = index * self.BRANCHING + child
+        return index
+
+
+def importance_weights(probabilities: np.ndarray, size: int, beta: float) -> np.ndarray:
+    """(N * P)^-beta, divided by the batch's largest so that weights only ever scale updates down."""
+    weights = (size * probabilities) ** -beta
+    return weights / weights.max()
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritization (Schaul et al., 2016): P(i) ~ (|TD error| + epsilon)^alpha.
+
+    New transitions enter with the largest priority seen so far; beta anneals linearly from its
+    start to 1 over `beta_steps` sampled batches.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0, alpha: float = 0.6,
+                 beta: float = 0.4, beta_steps: int = 100_000, epsilon: float = 1e-6):
+        super().__init__(capacity, obs_dim, act_dim, seed)
+        self.alpha, self.beta_start, self.beta_steps, self.epsilon = alpha, beta, beta_steps, epsilon
+        self.tree = SumTree(capacity)
+        self.max_priority = 1.0  # already raised to alpha
+        self.batches = 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def beta(self) -> float:
+        return self.beta_start + (1.0 - self.beta_start) * min(1.0, self.batches / self.beta_steps)
+
+    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
+        n = len(rewards)
+        index = (self.position + np.arange(n)) % self.capacity
+        super().add(obs, actions, rewards, next_obs, terminated)
+        self.tree.set(index, np.full(n, self.max_priority))
+
+    def sample(self, batch_size: int) -> Batch:
+        total = self.tree.total
+        # One draw in each of batch_size equal slices of the total: stratified, as in the paper.
+        mass = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
+        index = self.tree.find(mass)
+        weights = importance_weights(self.tree.leaves[index] / total, self.size, self.beta)
+        self.batches += 1
+        i = torch.from_numpy(index)
+        return Batch(self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i],
+                     torch.from_numpy(weights).float(), i)
+
+    def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
+        priority = (td_errors.detach().abs().double().numpy() + self.epsilon) ** self.alpha
+        self.tree.set(indices.numpy(), priority)
+        self.max_priority = max(self.max_priority, float(priority.max()))
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "priorities": torch.from_numpy(self.tree.leaves[:self.size].copy()),
+                "max_priority": self.max_priority, "batches": self.batches, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.tree.set(np.arange(self.size), state["priorities"].numpy())
+        self.max_priority, self.batches = state["max_priority"], state["batches"]
+        self.rng.bit_generator.state = state["rng"]

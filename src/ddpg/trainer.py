@@ -18,7 +18,7 @@ from .agent import DDPG
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, EnvConfig, load_config
 from .noise import Noise, noise_scale
-from .replay import ReplayBuffer
+from .replay import PrioritizedReplayBuffer, ReplayBuffer
 from .tracking import Tracker
 
 CHECKPOINT_FORMAT = 1
@@ -121,7 +121,12 @@ class Trainer:
         random.seed(c.train.seed)
         torch.manual_seed(c.train.seed)
         self.agent = DDPG(self.obs_dim, self.low, self.high, c.agent)
-        self.buffer = ReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, seed=c.train.seed)
+        if c.replay.prioritized:
+            r = c.replay
+            self.buffer = PrioritizedReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, c.train.seed,
+                                                  r.alpha, r.beta, r.beta_steps, r.epsilon)
+        else:
+            self.buffer = ReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, seed=c.train.seed)
         self.noise = Noise(c.noise, self.num_envs, self.act_dim, seed=c.train.seed + 1)
         self.rng = np.random.default_rng(c.train.seed + 2)  # warm-up actions
         self.episode = 0  # episodes completed
