@@ -1,5 +1,6 @@
 """The trainer, config, checkpoints and command line, on real environments."""
 
+import copy
 import json
 
 import gymnasium as gym
@@ -155,7 +156,10 @@ def test_config_file_and_overrides_layer(tmp_path):
 
 
 def test_shipped_configs_load():
-    for name in ("reacher", "pendulum"):
+    from pathlib import Path
+    names = sorted(p.stem for p in Path("configs").glob("*.toml"))
+    assert {"reacher", "pendulum", "reacher-100", "reacher-1000"} <= set(names)
+    for name in names:
         load_config(f"configs/{name}.toml")
 
 
@@ -207,3 +211,20 @@ def test_overrides_may_come_before_and_after_options(tmp_path):
     assert (saved["agent"]["gamma"], saved["agent"]["tau"], saved["train"]["episodes"]) == (0.5, 0.5, 1)
     with pytest.raises(SystemExit):
         main(["plot", str(run), "agent.gamma=0.5"])
+
+
+@pytest.mark.parametrize("random_warmup", [True, False])
+def test_warmup_learns_nothing_and_acts_as_configured(tmp_path, random_warmup):
+    trainer = Trainer(load_config(None, [*FAST, "env.id=test/Countdown-v0", "env.num_envs=4",
+                                         "agent.warmup_steps=3", f"agent.warmup_random={str(random_warmup).lower()}",
+                                         "agent.batch_size=2", "agent.learn_every=1", "agent.updates_per_learn=1",
+                                         "noise.sigma=0"]), tmp_path)
+    initial = copy.deepcopy(trainer.agent)
+    trainer.run_episode()  # 5 steps: learning starts after the 3 warm-up steps
+    assert trainer.agent.updates == 2
+    actions = trainer.buffer.actions[:12]  # the warm-up steps of all 4 envs
+    policy = torch.as_tensor(initial.act(trainer.buffer.obs[:12].numpy()))
+    if random_warmup:
+        assert (actions - policy).abs().max() > 0.3  # uniform in [-1, 1], not the policy
+    else:
+        torch.testing.assert_close(actions, policy, rtol=0, atol=1e-7)  # the policy, noise 0

@@ -55,7 +55,9 @@ class AgentConfig:
     buffer_size: int = 1_000_000
     """Replay buffer capacity, in transitions (one per environment per step)."""
     warmup_steps: int = 0
-    """Steps (of all environments at once) of uniform random actions, with no learning, at the start."""
+    """Steps (of all environments at once) at the start with no learning."""
+    warmup_random: bool = True
+    """Act uniformly at random during warm-up (as SB3 and CleanRL); false: the actor plus its noise."""
     learn_every: int = 20
     """Learn every this many steps..."""
     updates_per_learn: int = 10

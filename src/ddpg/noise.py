@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .config import NoiseConfig
 
@@ -31,10 +32,10 @@ class Noise:
         return self.state.copy()
 
     def state_dict(self) -> dict:
-        return {"state": self.state.copy(), "rng": self.rng.bit_generator.state}
+        return {"state": torch.from_numpy(self.state.copy()), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = np.array(state["state"], dtype=np.float64)
+        self.state = np.asarray(state["state"], dtype=np.float64).copy()
         self.rng.bit_generator.state = state["rng"]
 
 

@@ -84,15 +84,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return latest_checkpoint(path) if path.is_dir() else path
 
 
-def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path) -> DDPG:
-    """The checkpoint's agent, after checking it was made for this env's observation and action sizes."""
+def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path,
+                          config: Config | None = None) -> DDPG:
+    """The checkpoint's agent (built per `config`, else the checkpoint's own), after checking it was
+    made for this env's observation and action sizes."""
     obs_dim = env.single_observation_space.shape[0]
     act_dim = env.single_action_space.shape[0]
     if (payload["obs_dim"], payload["act_dim"]) != (obs_dim, act_dim):
         raise CheckpointError(
             f"{path}: made for observations of size {payload['obs_dim']} and actions of size "
             f"{payload['act_dim']}; this environment has {obs_dim} and {act_dim}")
-    config = load_config(base=payload["config"])
+    config = config or load_config(base=payload["config"])
     agent = DDPG(obs_dim, env.single_action_space.low, env.single_action_space.high, config.agent)
     try:
         agent.load_state_dict(payload["agent"])
@@ -149,17 +151,21 @@ class Trainer:
             "episode": self.episode, "steps": self.steps, "scores": self.scores, "solved_at": self.solved_at,
             "agent": self.agent.state_dict(),
             "buffer": self.buffer.state_dict() if self.config.train.save_buffer else None,
-            "noise": {"state": torch.as_tensor(self.noise.state), "rng": self.noise.rng.bit_generator.state},
+            "noise": self.noise.state_dict(),
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
         }
 
     def _load(self, path: Path) -> None:
         payload = load_checkpoint(path)
-        self.agent = agent_from_checkpoint(payload, self.env, path)
+        self.agent = agent_from_checkpoint(payload, self.env, path, self.config)
         if payload["buffer"] is not None:
-            self.buffer.load_state_dict(payload["buffer"])
-        self.noise.load_state_dict({"state": payload["noise"]["state"].numpy(), "rng": payload["noise"]["rng"]})
+            try:
+                self.buffer.load_state_dict(payload["buffer"])
+            except (KeyError, RuntimeError) as err:
+                raise CheckpointError(f"{path}: its replay buffer does not fit this configuration "
+                                      f"(replay.prioritized, agent.buffer_size): {err}") from None
+        self.noise.load_state_dict(payload["noise"])
         self.rng.bit_generator.state = payload["rng"]
         torch.set_rng_state(payload["torch_rng"])
         random.setstate(payload["python_rng"])
@@ -178,7 +184,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def _actions(self, obs: np.ndarray, scale: float) -> np.ndarray:
         shape = (self.num_envs, self.act_dim)
-        if self.steps < self.config.agent.warmup_steps:
+        if self.steps < self.config.agent.warmup_steps and self.config.agent.warmup_random:
             return self.rng.uniform(self.low, self.high, shape)
         noise = scale * self.noise.sample() * (self.high - self.low) / 2
         actions = self.agent.act(obs)
