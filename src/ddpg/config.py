@@ -36,6 +36,8 @@ class AgentConfig:
     """Hidden layer sizes of the critic; the action joins at the second layer."""
     batch_norm: bool = True
     """Batch-normalize the state at each network's input."""
+    layer_norm: bool = False
+    """Layer-normalize every hidden layer (per sample: the same in training, acting and targets)."""
     activation: Literal["relu", "leaky_relu"] = "leaky_relu"
     """Hidden-layer activation."""
     actor_lr: float = 1e-3

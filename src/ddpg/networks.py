@@ -13,6 +13,11 @@ def _activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU()}[name]
 
 
+def _hidden(in_features: int, out_features: int, layer_norm: bool, activation: str) -> list[nn.Module]:
+    norm = [nn.LayerNorm(out_features)] if layer_norm else []
+    return [nn.Linear(in_features, out_features), *norm, _activation(activation)]
+
+
 def _final(in_features: int, out_features: int) -> nn.Linear:
     layer = nn.Linear(in_features, out_features)
     nn.init.uniform_(layer.weight, -FINAL_INIT, FINAL_INIT)
@@ -24,12 +29,13 @@ class Actor(nn.Module):
     """state -> [batch norm] -> hidden layers -> tanh, scaled to the action bounds per dimension."""
 
     def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
-                 hidden: list[int], batch_norm: bool = True, activation: str = "leaky_relu"):
+                 hidden: list[int], batch_norm: bool = True, activation: str = "leaky_relu",
+                 layer_norm: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
         sizes = [obs_dim, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), _activation(activation)]
+            layers += _hidden(a, b, layer_norm, activation)
         layers += [_final(sizes[-1], len(action_low)), nn.Tanh()]
         self.body = nn.Sequential(*layers)
         self.register_buffer("action_scale", (action_high - action_low) / 2)
@@ -43,14 +49,14 @@ class Critic(nn.Module):
     """(state, action) -> Q: the state through [batch norm] and the first layer, the action joins at the second."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], batch_norm: bool = True,
-                 activation: str = "leaky_relu"):
+                 activation: str = "leaky_relu", layer_norm: bool = False):
         super().__init__()
         first: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
-        self.state_layer = nn.Sequential(*first, nn.Linear(obs_dim, hidden[0]), _activation(activation))
+        self.state_layer = nn.Sequential(*first, *_hidden(obs_dim, hidden[0], layer_norm, activation))
         layers: list[nn.Module] = []
         sizes = [hidden[0] + act_dim, *hidden[1:]]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), _activation(activation)]
+            layers += _hidden(a, b, layer_norm, activation)
         layers.append(_final(sizes[-1], 1))
         self.head = nn.Sequential(*layers)
 
