@@ -177,3 +177,16 @@ def test_importance_weights_scale_the_critic_loss():
     out = agent.learn(batch._replace(weights=weights))
     torch.testing.assert_close(out["critic_loss"], expected)
     torch.testing.assert_close(out["td_error"], (batch.rewards - q).abs())
+
+
+def test_layer_norm_networks_act_as_they_learn_batch_norm_ones_do_not():
+    torch.manual_seed(0)
+    obs, low, high = torch.randn(64, 5) * 10, -torch.ones(2), torch.ones(2)
+    for layer_norm, batch_norm, same in ((True, False, True), (False, True, False)):
+        actor = Actor(5, low, high, [16, 16], batch_norm=batch_norm, layer_norm=layer_norm)
+        critic = Critic(5, 2, [16, 16], batch_norm=batch_norm, layer_norm=layer_norm)
+        train = actor.train()(obs), critic.train()(obs, torch.zeros(64, 2))
+        evaluation = actor.eval()(obs), critic.eval()(obs, torch.zeros(64, 2))
+        assert all(torch.allclose(a, b) for a, b in zip(train, evaluation)) == same
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in
+               Critic(5, 2, [16, 16, 16], batch_norm=False, layer_norm=True).modules()) == 3

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError
-from .config import ConfigError
-from .trainer import TrainingError
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, load_config
+from .trainer import (CONFIG_FILE, Trainer, TrainingError, agent_from_checkpoint, episode_seed,
+                      make_env, resolve_checkpoint)
 
 
 def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
     """Per-episode, per-env scores of a deterministic policy (first episode of each env counts)."""
-    from .trainer import episode_seed
     scores = np.zeros((episodes, env.num_envs))
     for e in range(episodes):
         obs, _ = env.reset(seed=episode_seed(seed, e))
@@ -31,9 +32,6 @@ def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = Non
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
-    from .checkpoint import load_checkpoint
-    from .config import load_config
-    from .trainer import agent_from_checkpoint, make_env, resolve_checkpoint
     path = resolve_checkpoint(target)
     payload = load_checkpoint(path)
     config = load_config(base=payload["config"])
@@ -43,16 +41,13 @@ def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | N
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .config import load_config
     from .plot import plot_run
-    from .trainer import CONFIG_FILE, Trainer
 
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / CONFIG_FILE
         if not saved.exists():
             raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        import json
         config = load_config(base=json.loads(saved.read_text()), overrides=args.overrides)
     else:
         overrides = list(args.overrides)
@@ -95,9 +90,7 @@ def _watch(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    import json
     from .plot import plot_run
-    from .trainer import CONFIG_FILE
     run_dir = Path(args.run_dir)
     target, window = None, 100
     if (run_dir / CONFIG_FILE).exists():

@@ -26,7 +26,7 @@ def _final(in_features: int, out_features: int) -> nn.Linear:
 
 
 class Actor(nn.Module):
-    """state -> [batch norm] -> hidden layers -> tanh, scaled to the action bounds per dimension."""
+    """state -> [batch norm] -> hidden layers [each layer-normed] -> tanh, scaled to the action bounds."""
 
     def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  hidden: list[int], batch_norm: bool = True, activation: str = "leaky_relu",
@@ -46,7 +46,8 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """(state, action) -> Q: the state through [batch norm] and the first layer, the action joins at the second."""
+    """(state, action) -> Q: the state through [batch norm] and the first layer, the action joins at the
+    second; [each hidden layer layer-normed]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], batch_norm: bool = True,
                  activation: str = "leaky_relu", layer_norm: bool = False):

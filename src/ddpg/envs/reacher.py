@@ -310,7 +310,28 @@ def _apply_options(sim: ReacherSim, options: dict | None) -> None:
                          "known: goal_size, goal_speed")
 
 
-class ReacherVectorEnv(VectorEnv):
+class _Rendering:
+    """Offscreen rendering shared by both env classes; the renderer is made on first use."""
+
+    sim: ReacherSim
+    render_mode: str | None
+    _size: tuple[int, int]
+    _renderer: Renderer | None = None
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = Renderer(self.sim, *self._size)
+        return self._renderer.render()
+
+    def close(self, **kwargs):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+class ReacherVectorEnv(_Rendering, VectorEnv):
     """N arms in one MuJoCo model, stepped by one call. All arms start and end episodes together.
 
     Autoreset follows Gymnasium's next-step mode: the step after a truncation resets all arms.
@@ -331,7 +352,6 @@ class ReacherVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = render_mode
         self._size = (width, height)
-        self._renderer: Renderer | None = None
         self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -351,20 +371,10 @@ class ReacherVectorEnv(VectorEnv):
         self._needs_reset = bool(truncated[0])
         return obs, reward, np.zeros(n, bool), truncated, {}
 
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        if self._renderer is None:
-            self._renderer = Renderer(self.sim, *self._size)
-        return self._renderer.render()
-
-    def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
 
-class ReacherEnv(gym.Env):
+
+class ReacherEnv(_Rendering, gym.Env):
     """One arm of the same task, for the wider ecosystem (env checker, Stable-Baselines3, wrappers)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1 / (PHYSICS_DT * PHYSICS_STEPS_PER_DECISION)}
@@ -377,7 +387,6 @@ class ReacherEnv(gym.Env):
         self.observation_space, self.action_space = _spaces()
         self.render_mode = render_mode
         self._size = (width, height)
-        self._renderer: Renderer | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -388,14 +397,4 @@ class ReacherEnv(gym.Env):
         obs, reward = self.sim.step(check_actions(action, (ACT_SIZE,))[None])
         return obs[0], float(reward[0]), False, self.sim.decisions >= EPISODE_DECISIONS, {}
 
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        if self._renderer is None:
-            self._renderer = Renderer(self.sim, *self._size)
-        return self._renderer.render()
 
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
