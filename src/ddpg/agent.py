@@ -37,7 +37,8 @@ class DDPG:
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
         self.actor = Actor(obs_dim, low, high, c.actor_hidden, c.batch_norm, c.activation, c.layer_norm)
-        self.critic = Critic(obs_dim, len(low), c.critic_hidden, c.batch_norm, c.activation, c.layer_norm)
+        self.critic = Critic(obs_dim, len(low), c.critic_hidden, c.batch_norm, c.activation, c.layer_norm,
+                             c.critic_action_layer)
         self.actor_target = copy.deepcopy(self.actor).eval().requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr,

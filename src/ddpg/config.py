@@ -33,7 +33,9 @@ class AgentConfig:
     actor_hidden: list[int] = field(default_factory=lambda: [400, 300])
     """Hidden layer sizes of the actor."""
     critic_hidden: list[int] = field(default_factory=lambda: [400, 300])
-    """Hidden layer sizes of the critic; the action joins at the second layer."""
+    """Hidden layer sizes of the critic."""
+    critic_action_layer: int = 1
+    """Where the action joins the critic: 1, at the second layer (the paper); 0, at the input (as SB3)."""
     batch_norm: bool = True
     """Batch-normalize the state at each network's input."""
     layer_norm: bool = False
@@ -193,7 +195,9 @@ def validate(config: Config) -> Config:
     for key in ("actor_hidden", "critic_hidden"):
         sizes = getattr(a, key)
         _require(len(sizes) >= 1 and min(sizes) >= 1, f"agent.{key}: need at least one layer, all sizes >= 1, got {sizes}")
-    _require(len(a.critic_hidden) >= 2, f"agent.critic_hidden: the action joins at the second layer, so give at least two sizes, got {a.critic_hidden}")
+    _require(0 <= a.critic_action_layer < len(a.critic_hidden),
+             f"agent.critic_action_layer: must be from 0 to {len(a.critic_hidden) - 1} "
+             f"(one less than the critic's {len(a.critic_hidden)} hidden layers), got {a.critic_action_layer}")
     for key in ("actor_lr", "critic_lr"):
         _require(getattr(a, key) > 0, f"agent.{key}: must be positive, got {getattr(a, key)}")
     for key in ("actor_weight_decay", "critic_weight_decay", "critic_grad_clip", "actor_grad_clip"):

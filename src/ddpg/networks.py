@@ -46,20 +46,24 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """(state, action) -> Q: the state through [batch norm] and the first layer, the action joins at the
-    second; [each hidden layer layer-normed]."""
+    """(state, action) -> Q: the state through [batch norm] and the first `action_layer` hidden layers,
+    then the action joins (1, the paper's choice: at the second layer; 0: at the input, as SB3);
+    [each hidden layer layer-normed]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], batch_norm: bool = True,
-                 activation: str = "leaky_relu", layer_norm: bool = False):
+                 activation: str = "leaky_relu", layer_norm: bool = False, action_layer: int = 1):
         super().__init__()
-        first: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
-        self.state_layer = nn.Sequential(*first, *_hidden(obs_dim, hidden[0], layer_norm, activation))
-        layers: list[nn.Module] = []
-        sizes = [hidden[0] + act_dim, *hidden[1:]]
+        state: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
+        sizes = [obs_dim, *hidden]
+        for a, b in zip(sizes[:action_layer], sizes[1:action_layer + 1]):
+            state += _hidden(a, b, layer_norm, activation)
+        self.state_layer = nn.Sequential(*state)
+        head: list[nn.Module] = []
+        sizes = [sizes[action_layer] + act_dim, *hidden[action_layer:]]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += _hidden(a, b, layer_norm, activation)
-        layers.append(_final(sizes[-1], 1))
-        self.head = nn.Sequential(*layers)
+            head += _hidden(a, b, layer_norm, activation)
+        head.append(_final(sizes[-1], 1))
+        self.head = nn.Sequential(*head)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([self.state_layer(obs), action], dim=-1)).squeeze(-1)
