@@ -190,3 +190,13 @@ def test_layer_norm_networks_act_as_they_learn_batch_norm_ones_do_not():
         assert all(torch.allclose(a, b) for a, b in zip(train, evaluation)) == same
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in
                Critic(5, 2, [16, 16, 16], batch_norm=False, layer_norm=True).modules()) == 3
+
+
+def test_action_joins_the_critic_where_configured():
+    at_input = Critic(5, 2, [16, 8], batch_norm=False, action_layer=0)
+    linears = [m for m in at_input.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(7, 16), (16, 8), (8, 1)]
+    second = Critic(5, 2, [16, 8], batch_norm=False, action_layer=1)
+    linears = [m for m in second.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(5, 16), (18, 8), (8, 1)]
+    assert second(torch.randn(3, 5), torch.randn(3, 2)).shape == (3,)

@@ -135,6 +135,7 @@ def test_checkpoint_for_another_env_is_refused(tmp_path):
     (["agent.batch_norm=1"], "agent.batch_norm: expected bool, got 1"),
     (["noise.kind=pink"], "noise.kind: must be one of 'ou', 'gaussian', got 'pink'"),
     (["agent.actor_hidden=[0]"], "agent.actor_hidden: need at least one layer"),
+    (["agent.critic_action_layer=2"], r"agent.critic_action_layer: must be from 0 to 1 \(one less than the critic's 2 hidden layers\), got 2"),
     (["nonsense"], "an override looks like section.key=value"),
 ])
 def test_config_mistakes_are_named(overrides, message):

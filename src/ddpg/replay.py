@@ -85,6 +85,7 @@ class SumTree:
         k = self.BRANCHING
         depth = max(1, int(np.ceil(np.log(capacity) / np.log(k) - 1e-9)))
         self.levels = [np.zeros(k ** d) for d in range(1, depth + 1)]  # the last holds the leaves
+        self._running_sum = np.triu(np.ones((k, k)))
 
     @property
     def total(self) -> float:
@@ -106,7 +107,9 @@ class SumTree:
         index = np.zeros(len(mass), dtype=np.int64)
         rows = np.arange(len(mass))
         for level in self.levels:
-            cumulative = np.cumsum(level.reshape(-1, self.BRANCHING)[index], axis=1)
+            # Running sums of each node's children as one small matrix product (np.cumsum along
+            # rows is several times slower).
+            cumulative = level.reshape(-1, self.BRANCHING)[index] @ self._running_sum
             # Stay inside this node's mass (rounding), so a child with no mass is never chosen.
             mass = np.minimum(mass, cumulative[:, -1] * (1 - 1e-12))
             child = (cumulative <= mass[:, None]).sum(axis=1)
