@@ -60,6 +60,10 @@ def main() -> None:
               f"{total:5.1f} s = " + ", ".join(f"{k} {v:5.2f} s ({v / total:.0%})" for k, v in split.items()),
               flush=True)
         env.close()
+    # The proposed fix for a learner-bound run: more data per update rather than more updates.
+    big = median_seconds(lambda: agent.learn(buffer.sample(4 * a.batch_size)), 50)
+    print(f"one update at batch {4 * a.batch_size}: {big * 1e3:.1f} ms, {big / learn_s:.1f}x the cost of "
+          f"batch {a.batch_size} ({learn_s * 1e3:.1f} ms) for 4x the data")
 
 
 if __name__ == "__main__":
