@@ -31,6 +31,8 @@ def soft_update(target: nn.Module, local: nn.Module, tau: float) -> None:
 
 
 class DDPG:
+    _PARTS = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer")
+
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  config: AgentConfig):
         self.config = c = config
@@ -91,5 +93,3 @@ class DDPG:
         for name in self._PARTS:
             getattr(self, name).load_state_dict(state[name])
         self.updates = state["updates"]
-
-    _PARTS = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer")

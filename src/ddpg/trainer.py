@@ -255,8 +255,8 @@ class Trainer:
                 self.scores.append(scores.tolist())
                 self.episode += 1
                 trailing = trailing_average(self.mean_scores, c.window)
-                if c.target_score is not None and self.episode >= c.window and trailing >= c.target_score:
-                    self.solved_at = self.episode
+                if c.target_score is not None:
+                    self.solved_at = solved_episode(self.mean_scores, c.window, c.target_score)
                 row = {"episode": self.episode, "env_steps": self.steps * self.num_envs,
                        "score": scores.mean(), "score_std": scores.std(), "score_min": scores.min(),
                        "score_max": scores.max(), "trailing_avg": trailing, "seconds": seconds,
@@ -270,7 +270,7 @@ class Trainer:
                         or self._stop_requested:
                     self.save()
                 if self._stop_requested:
-                    bar.close()
+                    bar.close()  # before printing, so the message is not drawn over
                     print(f"stopped by signal after episode {self.episode}; checkpoint written. "
                           f"Continue with: ddpg train --resume {self.run_dir}")
                     break

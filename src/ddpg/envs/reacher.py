@@ -164,12 +164,11 @@ class ReacherSim:
 
     def __init__(self, num_arms: int = 20, goal_size: float = 5.0, goal_speed: float = 1.0,
                  hand_observation: bool = False):
-        if not 1 <= int(num_arms):
+        if int(num_arms) < 1:
             raise ValueError(f"Reacher: num_arms must be at least 1, got {num_arms}")
         self.num_arms = n = int(num_arms)
         self.goal_size = float(goal_size)
         self.goal_speed = float(goal_speed)
-        self.hand_observation = hand_observation
         self.model = mujoco.MjModel.from_xml_string(build_model_xml(n, goal_size))
         self.data = mujoco.MjData(self.model)
         self.bases = arm_bases(n)
@@ -235,9 +234,8 @@ class ReacherSim:
             momentum = local[:, :, 0] * inertia + local[:, :, 1]  # I w_unc = I w + tau dt
             velocity = momentum * self._inverse_inertia
             speed = np.sqrt(np.einsum("nki,nki->nk", velocity, velocity))
-            # Angular drag, then the cap on the unconstrained speed; what they remove from the
-            # momentum is handed to the joint solve as a torque.
-            # keep = min(drag, cap / speed) of the momentum, so the torque is (keep - 1) I w_unc / dt.
+            # Angular drag, then the cap on the unconstrained speed keep min(drag, cap / speed) of
+            # the momentum; what they remove, (keep - 1) I w_unc / dt, goes to the joint solve.
             keep = MAX_ANGULAR_SPEED / np.maximum(speed, MAX_ANGULAR_SPEED / self._drag)
             correction = rot @ (momentum * ((keep - 1.0) / PHYSICS_DT)[..., None])[..., None]
             np.add(torque, correction[..., 0], out=self._link_torque)
