@@ -105,7 +105,6 @@ def test_episode_is_1000_decisions_truncated_never_terminated():
 
 def test_rewards_are_hundredths_up_to_four(sim):
     rng = np.random.default_rng(4)
-    sim.reset(rng)
     seen = []
     obs = sim.reset(rng)
     for _ in range(300):

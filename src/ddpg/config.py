@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ class Config:
 def _check_type(key: str, value: Any, hint: Any) -> Any:
     """The value, converted where harmless (int to float); ConfigError if it is not of `hint`."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+    if origin in (typing.Union, types.UnionType):
         if type(None) in args and (value is None or str(value).lower() == "none"):
             return None  # TOML has no null: the string "none" stands for it
         return _check_type(key, value, next(a for a in args if a is not type(None)))
@@ -159,7 +160,7 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
     return value
 

@@ -44,8 +44,9 @@ class ReplayBuffer:
     def bytes_needed(capacity: int, obs_dim: int, act_dim: int) -> int:
         return 4 * capacity * (2 * obs_dim + act_dim + 2)
 
-    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
-        """Add a batch of transitions (one per environment), wrapping around when full."""
+    def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
+        """Add a batch of transitions (one per environment), wrapping around when full; returns
+        where they went."""
         values = [torch.as_tensor(v, dtype=torch.float32) for v in (obs, actions, rewards, next_obs, terminated)]
         n = len(values[0])
         index = (self.position + torch.arange(n)) % self.capacity
@@ -53,6 +54,7 @@ class ReplayBuffer:
             getattr(self, name)[index] = value
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return index
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(self.size, (batch_size,), generator=self.generator)
@@ -144,11 +146,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def beta(self) -> float:
         return self.beta_start + (1.0 - self.beta_start) * min(1.0, self.batches / self.beta_steps)
 
-    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
-        n = len(rewards)
-        index = (self.position + np.arange(n)) % self.capacity
-        super().add(obs, actions, rewards, next_obs, terminated)
-        self.tree.set(index, np.full(n, self.max_priority))
+    def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
+        index = super().add(obs, actions, rewards, next_obs, terminated)
+        self.tree.set(index.numpy(), np.full(len(index), self.max_priority))
+        return index
 
     def sample(self, batch_size: int) -> Batch:
         total = self.tree.total

@@ -114,6 +114,7 @@ class Trainer:
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.obs_dim, self.act_dim = obs_space.shape[0], act_space.shape[0]
         self.low, self.high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
+        self._half_range = (self.high - self.low) / 2  # noise is in units of half the action range
         needed = ReplayBuffer.bytes_needed(c.agent.buffer_size, self.obs_dim, self.act_dim)
         available = _available_memory()
         if available is not None and needed > 0.8 * available:
@@ -186,7 +187,7 @@ class Trainer:
         shape = (self.num_envs, self.act_dim)
         if self.steps < self.config.agent.warmup_steps and self.config.agent.warmup_random:
             return self.rng.uniform(self.low, self.high, shape)
-        noise = scale * self.noise.sample() * (self.high - self.low) / 2
+        noise = scale * self.noise.sample() * self._half_range
         actions = self.agent.act(obs)
         if not np.isfinite(actions).all():
             raise TrainingError(f"the actor produced a non-finite action at step {self.steps} "
