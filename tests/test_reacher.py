@@ -273,21 +273,3 @@ def test_bad_actions_are_refused_and_large_ones_clipped():
     a, _, *_ = env.step(np.full((2, 4), 5.0))
     b, _, *_ = clipped.step(np.ones((2, 4)))
     np.testing.assert_array_equal(a, b)
-
-
-def test_render_shows_all_arms_and_video_is_written(tmp_path):
-    from ddpg.video import write_video
-    env = ReacherVectorEnv(num_envs=4, render_mode="rgb_array", width=160, height=120)
-    obs, _ = env.reset(seed=0)
-    frames = []
-    for _ in range(5):
-        frames.append(env.render())
-        obs, *_ = env.step(scripted_actions(obs))
-    assert frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8
-    assert frames[0].std() > 5 and not np.array_equal(frames[0], frames[-1])
-    for name in ("a.mp4", "a.gif"):
-        path = write_video(frames, tmp_path / name, fps=12.5)
-        assert path.stat().st_size > 1000
-    with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
-        write_video(frames, tmp_path / "a.avi", fps=12.5)
-    assert not list(tmp_path.glob(".*tmp*"))

@@ -45,6 +45,28 @@ LINK_A_COM = 4.02
 LINK_B_COM = 4.455
 LINK_A_INERTIA = (2.751, 2.751, 0.122)
 LINK_B_INERTIA = (3.859, 3.859, 0.257)
+ARM_REACH = ELBOW_OFFSET + HAND_OFFSET + HAND_RADIUS  # shoulder pivot to the farthest point of an arm
+
+# How the scene looks: a floor just below the arms' reach, a sky, lights. Visual only: no geom takes
+# part in contacts (all are disabled) and nothing here has mass, so the dynamics are those without it.
+_SCENE_XML = f"""
+  <visual>
+    <quality offsamples="0"/>
+    <headlight ambient=".3 .3 .3" diffuse=".3 .3 .3" specular=".1 .1 .1"/>
+    <rgba fog=".85 .89 .94 1"/>
+  </visual>
+  <asset>
+    <texture name="sky" type="skybox" builtin="gradient" rgb1=".4 .6 .85" rgb2=".85 .89 .94"
+             width="32" height="192"/>
+    <texture name="floor" type="2d" builtin="checker" rgb1=".82 .8 .76" rgb2=".74 .72 .68"
+             width="64" height="64"/>
+    <material name="floor" texture="floor" texrepeat="{1 / ARM_SPACING} {1 / ARM_SPACING}"
+              texuniform="true"/>
+  </asset>
+  <worldbody>
+    <geom type="plane" size="0 0 1" pos="0 0 {PIVOT_HEIGHT - ARM_REACH - 1}" material="floor"/>
+    <light directional="true" pos="0 0 1" dir=".3 .4 -1" diffuse=".7 .7 .7" castshadow="false"/>
+  </worldbody>"""
 
 # The per-arm sensor block (see build_model_xml) is followed by the goal (3), its speed (1) and
 # the original's constant hand entry, (0, 0, 1) in MuJoCo's frame. Unity's observation takes, in
@@ -71,18 +93,18 @@ def arm_bases(num_arms: int) -> np.ndarray:
 def build_model_xml(num_arms: int, goal_size: float = 5.0) -> str:
     """MJCF text of `num_arms` independent arms; goals are mocap bodies used only for rendering."""
     arm = """
-    <geom type="sphere" size="0.5" pos="{x} {y} 0" rgba=".5 .5 .5 1"/>
+    <geom type="sphere" size="0.5" pos="{x} {y} 0" rgba=".3 .3 .3 1"/>
     <body name="link_a_{i}" pos="{x} {y} {pivot}" quat="0 -1 0 0">
       <joint type="hinge" axis="1 0 0"/>
       <joint type="hinge" axis="0 1 0"/>
       <inertial pos="0 0 {a_com}" mass="1" diaginertia="{a_inertia}"/>
-      <geom type="capsule" fromto="0 0 1.52 0 0 6.52" size="0.5" rgba=".2 .4 .8 1"/>
+      <geom type="capsule" fromto="0 0 1.52 0 0 6.52" size="0.5" rgba=".2 .35 .7 1"/>
       <body name="link_b_{i}" pos="0 0 {elbow}">
         <joint type="hinge" axis="1 0 0"/>
         <joint type="hinge" axis="0 1 0"/>
         <inertial pos="0 0 {b_com}" mass="1" diaginertia="{b_inertia}"/>
-        <geom type="capsule" fromto="0 0 0.5 0 0 5.5" size="0.5" rgba=".2 .4 .8 1"/>
-        <geom type="sphere" size="{hand}" pos="0 0 {hand_at}" rgba=".9 .6 .1 1"/>
+        <geom type="capsule" fromto="0 0 0.5 0 0 5.5" size="0.5" rgba=".2 .35 .7 1"/>
+        <geom type="sphere" size="{hand}" pos="0 0 {hand_at}" rgba="1 .55 .1 1"/>
         <site name="link_b_centre_{i}" pos="0 0 {b_centre}"/>
         <site name="hand_{i}" pos="0 0 {hand_at}"/>
       </body>
@@ -101,7 +123,7 @@ def build_model_xml(num_arms: int, goal_size: float = 5.0) -> str:
     <framelinvel objtype="body" objname="link_b_{i}"/>"""
     goal = """
     <body mocap="true" pos="{x} {y} {z}">
-      <geom type="sphere" size="{r}" rgba=".1 .9 .1 .35"/>
+      <geom type="sphere" size="{r}" rgba=".85 .25 .3 .35"/>
     </body>"""
     bases = arm_bases(num_arms)
     arms = "".join(
@@ -129,14 +151,8 @@ def build_model_xml(num_arms: int, goal_size: float = 5.0) -> str:
   <option timestep="{PHYSICS_DT}" gravity="0 0 -9.81">
     <flag contact="disable" constraint="disable"/>
   </option>
-  <default><geom contype="0" conaffinity="0"/></default>
-  <visual>
-    <quality offsamples="0"/>
-    <headlight ambient=".35 .35 .35" diffuse=".6 .6 .6"/>
-    <global offwidth="1920" offheight="1080"/>
-  </visual>
-  <worldbody>
-    <light pos="0 0 60" dir="0 0 -1" directional="true"/>{arms}{goals}
+  <default><geom contype="0" conaffinity="0"/></default>{_SCENE_XML}
+  <worldbody>{arms}{goals}
   </worldbody>
   <sensor>{"".join(sensors.format(i=i) for i in range(num_arms))}
   </sensor>
@@ -267,30 +283,6 @@ class ReacherSim:
         return bool(np.isfinite(self.data.qpos).all() and np.isfinite(self.data.qvel).all())
 
 
-class Renderer:
-    """Offscreen RGB frames of all arms and their goals, from a camera that frames the whole grid."""
-
-    def __init__(self, sim: ReacherSim, width: int = 640, height: int = 480):
-        self.sim = sim
-        self._renderer = mujoco.Renderer(sim.model, height, width)
-        span = np.ptp(sim.bases[:, :2], axis=0).max() + 2 * (GOAL_ORBIT_RADIUS + 4)
-        self.camera = mujoco.MjvCamera()
-        self.camera.lookat[:] = (0.0, 0.0, -5.0)
-        self.camera.distance = span + 10
-        self.camera.azimuth = 90.0
-        self.camera.elevation = -25.0
-
-    def render(self) -> np.ndarray:
-        sim = self.sim
-        sim.data.mocap_pos[:] = sim.bases + sim.goal_positions(sim.goal_angle)
-        mujoco.mj_kinematics(sim.model, sim.data)  # places the mocap goals; arm state is unchanged
-        self._renderer.update_scene(sim.data, camera=self.camera)
-        return self._renderer.render()
-
-    def close(self) -> None:
-        self._renderer.close()
-
-
 def _spaces() -> tuple[gym.spaces.Box, gym.spaces.Box]:
     obs = gym.spaces.Box(-np.inf, np.inf, (OBS_SIZE,), np.float32)
     act = gym.spaces.Box(-1.0, 1.0, (ACT_SIZE,), np.float32)
@@ -309,19 +301,31 @@ def _apply_options(sim: ReacherSim, options: dict | None) -> None:
 
 
 class _Rendering:
-    """Offscreen rendering shared by both env classes; the renderer is made on first use."""
+    """Offscreen rendering shared by both env classes, with the overlay's running score."""
 
     sim: ReacherSim
-    render_mode: str | None
-    _size: tuple[int, int]
-    _renderer: Renderer | None = None
+    _renderer = None
+    _score: np.ndarray | None = None  # each arm's reward so far this episode
+
+    def _setup_rendering(self, render_mode: str | None, width: int, height: int, overlay: bool):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"Reacher: render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if int(width) < 1 or int(height) < 1:
+            raise ValueError(f"Reacher: width and height must be positive, got {width}x{height}")
+        self.render_mode = render_mode
+        self.overlay = bool(overlay)
+        self._size = (int(width), int(height))
 
     def render(self):
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
+            from .render import Renderer  # here, so that training never loads it (nor Pillow)
             self._renderer = Renderer(self.sim, *self._size)
-        return self._renderer.render()
+        text = None
+        if self.overlay and self._score is not None:
+            text = f"step {self.sim.decisions}/{EPISODE_DECISIONS}   mean score {self._score.mean():.2f}"
+        return self._renderer.render(text)
 
     def close(self, **kwargs):
         if self._renderer is not None:
@@ -340,22 +344,20 @@ class ReacherVectorEnv(_Rendering, VectorEnv):
 
     def __init__(self, num_envs: int = 20, goal_size: float = 5.0, goal_speed: float = 1.0,
                  hand_observation: bool = False, render_mode: str | None = None,
-                 width: int = 640, height: int = 480):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"Reacher: render_mode must be None or 'rgb_array', got {render_mode!r}")
+                 width: int = 640, height: int = 480, overlay: bool = False):
+        self._setup_rendering(render_mode, width, height, overlay)
         self.sim = ReacherSim(num_envs, goal_size, goal_speed, hand_observation)
         self.num_envs = self.sim.num_arms
         self.single_observation_space, self.single_action_space = _spaces()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.render_mode = render_mode
-        self._size = (width, height)
         self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         _apply_options(self.sim, options)
         self._needs_reset = False
+        self._score = np.zeros(self.sim.num_arms)
         return self.sim.reset(self.np_random), {}
 
     def step(self, actions):
@@ -365,6 +367,7 @@ class ReacherVectorEnv(_Rendering, VectorEnv):
             obs, _ = self.reset()
             return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), {}
         obs, reward = self.sim.step(actions)
+        self._score += reward
         truncated = np.full(n, self.sim.decisions >= EPISODE_DECISIONS)
         self._needs_reset = bool(truncated[0])
         return obs, reward, np.zeros(n, bool), truncated, {}
@@ -378,21 +381,21 @@ class ReacherEnv(_Rendering, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1 / (PHYSICS_DT * PHYSICS_STEPS_PER_DECISION)}
 
     def __init__(self, goal_size: float = 5.0, goal_speed: float = 1.0, hand_observation: bool = False,
-                 render_mode: str | None = None, width: int = 640, height: int = 480):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"Reacher: render_mode must be None or 'rgb_array', got {render_mode!r}")
+                 render_mode: str | None = None, width: int = 640, height: int = 480,
+                 overlay: bool = False):
+        self._setup_rendering(render_mode, width, height, overlay)
         self.sim = ReacherSim(1, goal_size, goal_speed, hand_observation)
         self.observation_space, self.action_space = _spaces()
-        self.render_mode = render_mode
-        self._size = (width, height)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         _apply_options(self.sim, options)
+        self._score = np.zeros(self.sim.num_arms)
         return self.sim.reset(self.np_random)[0], {}
 
     def step(self, action):
         obs, reward = self.sim.step(check_actions(action, (ACT_SIZE,))[None])
+        self._score += reward
         return obs[0], float(reward[0]), False, self.sim.decisions >= EPISODE_DECISIONS, {}
 
 
