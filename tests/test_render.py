@@ -192,7 +192,7 @@ def test_bad_frame_sizes_are_refused():
 
 
 def test_frames_have_the_asked_size_and_videos_are_written(tmp_path):
-    from ddpg.video import write_video
+    from ddpg.video import describe_video, write_video
     env = ReacherVectorEnv(num_envs=4, render_mode="rgb_array", width=160, height=90)
     obs, _ = env.reset(seed=0)
     frames = []
@@ -205,6 +205,20 @@ def test_frames_have_the_asked_size_and_videos_are_written(tmp_path):
     for name in ("a.mp4", "a.gif"):
         path = write_video(frames, tmp_path / name, fps=12.5)
         assert path.stat().st_size > 1000
+        assert describe_video(path, frames) == f"video: {path}, 5 frames of 160x90"
     with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
         write_video(frames, tmp_path / "a.avi", fps=12.5)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_demo_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, monkeypatch, capsys):
+    from ddpg.cli import main
+    monkeypatch.setattr(reacher, "EPISODE_DECISIONS", 3)  # a 3-step episode
+    texts = []
+    draw_text = render.draw_text
+    monkeypatch.setattr(render, "draw_text", lambda frame, text: (texts.append(text), draw_text(frame, text)))
+    out = tmp_path / "demo.gif"
+    assert main(["demo", "--arms", "2", "--video", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"video: {out}, 3 frames of 640x480"
+    assert out.stat().st_size > 1000
+    assert [t.split("   ")[0] for t in texts] == ["step 0/3", "step 1/3", "step 2/3"]

@@ -80,13 +80,16 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _watch(args: argparse.Namespace) -> None:
-    from .video import check_video_path, write_video
+    from .video import check_video_path, describe_video, write_video
     check_video_path(args.out)
     path, _, env, agent = _loaded_agent(args.target, render_mode="rgb_array", num_envs=args.envs)
+    if hasattr(env.unwrapped, "overlay"):
+        env.unwrapped.overlay = True  # Reacher writes the step and the running score on each frame
     frames: list = []
     scores = _run_policy(env, agent.act, 1, args.seed, frames)
     fps = env.metadata.get("render_fps") or 30
-    print(f"{path}: score {scores.mean():.2f}; video: {write_video(frames, args.out, fps)}")
+    print(f"{path}: score {scores.mean():.2f}; {describe_video(write_video(frames, args.out, fps), frames)}")
+    env.close()
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -102,17 +105,17 @@ def _plot(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from .envs.reacher import ReacherVectorEnv
     from .envs.scripted import scripted_actions
-    from .video import check_video_path, write_video
+    from .video import check_video_path, describe_video, write_video
 
     if args.video:
         check_video_path(args.video)
-    env = ReacherVectorEnv(args.arms, render_mode="rgb_array" if args.video else None)
+    env = ReacherVectorEnv(args.arms, render_mode="rgb_array" if args.video else None, overlay=True)
     frames: list | None = [] if args.video else None
     scores = _run_policy(env, scripted_actions, 1, args.seed, frames)
     print(f"scripted controller, {env.num_envs} arms: mean score {scores.mean():.2f} "
           f"(min {scores.min():.2f}, max {scores.max():.2f}; best possible 40)")
     if args.video:
-        print(f"video: {write_video(frames, args.video, env.metadata['render_fps'])}")
+        print(describe_video(write_video(frames, args.video, env.metadata["render_fps"]), frames))
     env.close()
 
 

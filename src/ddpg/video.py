@@ -33,3 +33,9 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def describe_video(path: Path, frames: list[np.ndarray]) -> str:
+    """One line for the user: where the video is, how many frames and their size."""
+    height, width = frames[0].shape[:2]
+    return f"video: {path}, {len(frames)} frames of {width}x{height}"
