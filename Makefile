@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/reacher_calibration.py
 	$(BIN)/python benchmarks/replay_speed.py
 	$(BIN)/python benchmarks/compare_sb3.py
+	$(BIN)/python benchmarks/video_speed.py
 
 clean:
 	rm -rf $(VENV) runs
