@@ -11,7 +11,7 @@ from ddpg.config import AgentConfig, NoiseConfig
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
 from ddpg.replay import ReplayBuffer
-from ddpg.trainer import solved_episode, trailing_average
+from ddpg.scores import solved_episode, trailing_average
 
 
 def test_td_target_by_hand():

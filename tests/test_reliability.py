@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from ddpg.agent import DDPG
 from ddpg.checkpoint import load_checkpoint
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
-from ddpg.tracking import repair_csv
+from ddpg.tracking import COLUMNS, repair_metrics
 from ddpg.trainer import Trainer, TrainingError
 
 SMALL = ["env.num_envs=2", "agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]",
@@ -127,14 +128,28 @@ def test_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path, mo
 
 
 def test_replay_buffer_that_cannot_fit_is_refused_with_the_figure(tmp_path):
-    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10000000000 transitions need 2682.2 GiB"):
-        Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000"]), tmp_path)
+    # 288 bytes a Reacher transition (2 x 33 + 4 + 2 floats): 2.88e12 bytes = 2682.2 GiB
+    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10,000,000,000 transitions .*need 2,682.2 GiB"):
+        Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000", "train.save_buffer=false"]), tmp_path)
 
 
-def test_metrics_file_cut_by_a_kill_is_repaired(tmp_path):
+def metrics_line(episode: int, scores: list[float], window_scores: list[float]) -> str:
+    """A row as the trainer writes it, with the score columns of `scores` and NaN elsewhere."""
+    values = dict.fromkeys(COLUMNS, "nan") | {
+        "episode": str(episode), "score": repr(float(np.mean(scores))), "score_std": repr(float(np.std(scores))),
+        "score_min": repr(float(min(scores))), "score_max": repr(float(max(scores))),
+        "trailing_avg": repr(float(np.mean(window_scores)))}
+    return ",".join(values[k] for k in COLUMNS) + "\n"
+
+
+def test_metrics_file_cut_by_a_kill_is_repaired_without_a_backup(tmp_path):
+    history = [[0.5, 0.5], [0.7, 0.9]]
+    header = ",".join(COLUMNS) + "\n"
+    rows = [metrics_line(1, history[0], [0.5]), metrics_line(2, history[1], [0.5, 0.8])]
     path = tmp_path / "metrics.csv"
-    path.write_text("episode,score\n1,0.5\n2,0.7\n3,0.")
-    repair_csv(path, last_episode=2)
-    assert path.read_text() == "episode,score\n1,0.5\n2,0.7\n"
-    repair_csv(path, last_episode=1)  # rows after the checkpoint are replayed on resume
-    assert path.read_text() == "episode,score\n1,0.5\n"
+    path.write_text(header + rows[0] + rows[1] + "3,0.")
+    assert repair_metrics(path, history, window=100) is None
+    assert path.read_text() == header + rows[0] + rows[1]
+    assert repair_metrics(path, history[:1], window=100) is None  # rows after the checkpoint are replayed
+    assert path.read_text() == header + rows[0]
+    assert not list(tmp_path.glob("*.damaged*"))

@@ -86,7 +86,7 @@ def test_checkpoint_round_trip_keeps_parameters_predictions_and_replay(tmp_path)
     np.testing.assert_array_equal(agent.act(obs), trainer.agent.act(obs))
     for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
         assert torch.equal(payload["buffer"][name], getattr(trainer.buffer, name)[:len(trainer.buffer)])
-    resumed = Trainer(trainer.config, tmp_path, resume=True)
+    resumed = Trainer.resume(tmp_path)
     assert resumed.episode == 1 and resumed.scores == trainer.scores
     for p, q in zip(resumed.agent.critic_target.parameters(), trainer.agent.critic_target.parameters()):
         assert torch.equal(p, q)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,8 +11,8 @@ import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
-from .trainer import (CONFIG_FILE, Trainer, TrainingError, agent_from_checkpoint, episode_seed,
-                      make_env, resolve_checkpoint)
+from .trainer import (Trainer, TrainingError, agent_from_checkpoint, episode_seed, make_env,
+                      resolve_checkpoint, run_config)
 
 
 def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
@@ -32,8 +31,7 @@ def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = Non
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
-    path = resolve_checkpoint(target)
-    payload = load_checkpoint(path)
+    path, payload = resolve_checkpoint(target)
     config = load_config(base=payload["config"])
     env = make_env(config.env, render_mode=render_mode, num_envs=num_envs)
     agent = agent_from_checkpoint(payload, env, path)
@@ -43,23 +41,21 @@ def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | N
 def _train(args: argparse.Namespace) -> None:
     from .plot import plot_run
 
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.episodes is not None:
+        overrides.append(f"train.episodes={args.episodes}")
     if args.resume:
-        run_dir = Path(args.resume)
-        saved = run_dir / CONFIG_FILE
-        if not saved.exists():
-            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        config = load_config(base=json.loads(saved.read_text()), overrides=args.overrides)
+        for flag, value in (("--config", args.config), ("--run-dir", args.run_dir)):
+            if value:
+                raise ConfigError(f"{flag}: cannot be used with --resume (a resumed run keeps its folder and "
+                                  "config; change single keys as section.key=value)")
+        trainer = Trainer.resume(Path(args.resume), overrides)
     else:
-        overrides = list(args.overrides)
-        if args.seed is not None:
-            overrides.append(f"train.seed={args.seed}")
-        if args.episodes is not None:
-            overrides.append(f"train.episodes={args.episodes}")
         config = load_config(args.config, overrides)
-        run_dir = Path(args.run_dir or f"runs/{config.env.id.split('/')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "checkpoints").exists():
-            raise ConfigError(f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --run-dir")
-    trainer = Trainer(config, run_dir, resume=bool(args.resume))
+        trainer = Trainer(config, Path(args.run_dir) if args.run_dir else None)
+    config, run_dir = trainer.config, trainer.run_dir
     start = time.perf_counter()
     solved = trainer.train(progress=not args.quiet)
     elapsed = time.perf_counter() - start
@@ -92,11 +88,8 @@ def _watch(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
     from .plot import plot_run
     run_dir = Path(args.run_dir)
-    target, window = None, 100
-    if (run_dir / CONFIG_FILE).exists():
-        train = json.loads((run_dir / CONFIG_FILE).read_text())["train"]
-        target, window = train["target_score"], train["window"]
-    print(plot_run(run_dir, Path(args.out) if args.out else None, target, window))
+    train = run_config(run_dir).train
+    print(plot_run(run_dir, Path(args.out) if args.out else None, train.target_score, train.window))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -116,8 +109,34 @@ def _demo(args: argparse.Namespace) -> None:
     env.close()
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")  # one line, no usage dump
+
+
+def _count(text: str) -> int:
+    """A positive whole number, for --episodes, --envs, --arms."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddpg", description=__doc__)
+    parser = _Parser(prog="ddpg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train an agent", description=(
@@ -126,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="TOML config (default: built-in defaults, i.e. Reacher)")
     train.add_argument("--run-dir", metavar="DIR", help="where the run's files go (default: runs/<env>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--episodes", type=int)
+    train.add_argument("--seed", type=_seed, help="train.seed (refused on --resume if it differs)")
+    train.add_argument("--episodes", type=_count, help="train.episodes: the episode budget (on --resume: the new total)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -136,11 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
         if name == "evaluate":
-            p.add_argument("--episodes", type=int, default=5)
+            p.add_argument("--episodes", type=_count, default=5)
         else:
             p.add_argument("--out", required=True, metavar="FILE.mp4|gif")
-        p.add_argument("--envs", type=int, help="number of envs/arms (default: as trained)")
-        p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default 10000, unseen in training)")
+        p.add_argument("--envs", type=_count, help="number of envs/arms (default: as trained)")
+        p.add_argument("--seed", type=_seed, default=10_000, help="evaluation seed (default 10000, unseen in training)")
         p.set_defaults(func=func)
 
     plot = sub.add_parser("plot", help="plot a run's scores")
@@ -149,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=_plot)
 
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
-    demo.add_argument("--arms", type=int, default=20, help="number of arms (default 20)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--arms", type=_count, default=20, help="number of arms (default 20)")
+    demo.add_argument("--seed", type=_seed, default=0)
     demo.add_argument("--video", metavar="FILE", help="also write a video (.mp4 or .gif)")
     demo.set_defaults(func=_demo)
     return parser
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError, MemoryError) as err:
         print(f"ddpg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:

@@ -7,6 +7,8 @@ names the key, before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import tomllib
 import types
 import typing
@@ -159,9 +161,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key}: expected a table, got {value!r}")
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
     return value
 
 
@@ -188,7 +192,7 @@ def _require(ok: bool, message: str) -> None:
 
 def validate(config: Config) -> Config:
     a, n, t, e, r = config.agent, config.noise, config.train, config.env, config.replay
-    _require(r.alpha >= 0, f"replay.alpha: must be >= 0, got {r.alpha}")
+    _require(0 <= r.alpha <= 1, f"replay.alpha: must be in [0, 1] (0: uniform, 1: fully prioritized), got {r.alpha}")
     _require(0 <= r.beta <= 1, f"replay.beta: must be in [0, 1], got {r.beta}")
     _require(r.beta_steps >= 1, f"replay.beta_steps: must be at least 1, got {r.beta_steps}")
     _require(r.epsilon > 0, f"replay.epsilon: must be positive, got {r.epsilon}")
@@ -219,7 +223,10 @@ def validate(config: Config) -> Config:
     _require(t.window >= 1, f"train.window: must be at least 1, got {t.window}")
     _require(t.checkpoint_every >= 1, f"train.checkpoint_every: must be at least 1, got {t.checkpoint_every}")
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints: must be at least 1, got {t.keep_checkpoints}")
-    _require(t.threads >= 0, f"train.threads: must be >= 0, got {t.threads}")
+    cores = os.cpu_count() or 1
+    _require(0 <= t.threads <= cores,
+             f"train.threads: must be from 0 to {cores} (this machine's cores; 0: torch's default), got {t.threads}")
+    _require(0 <= t.seed < 2**32, f"train.seed: must be from 0 to {2**32 - 1}, got {t.seed}")
     return config
 
 
@@ -247,6 +254,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not valid TOML ({err})") from None
         _merge(config, data)
