@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import torch
 
 from ddpg.checkpoint import load_checkpoint
@@ -46,3 +48,37 @@ def flip_bytes_in_largest_tensor(path: Path) -> None:
     middle = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
     data[middle:middle + 64] = bytes(64)
     path.write_bytes(bytes(data))
+
+
+class LengthsEnv(gym.Env):
+    """Episodes of 2 to 4 steps, the length fixed by the reset seed (so the envs of a vector env,
+    seeded seed + i, differ); observation (t, length), reward 1 a step, then termination."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.length, self.t = 2, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.length = 2 + seed % 3
+        self.t = 0
+        return np.array([0, self.length], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t, self.length], np.float32), 1.0, self.t >= self.length, False, {}
+
+
+class EndlessEnv(LengthsEnv):
+    """Never terminates: only its time limit (registered: 3 steps) cuts it."""
+
+    def step(self, action):
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, False, truncated, info
+
+
+gym.register("test/Lengths-v0", entry_point=LengthsEnv)
+gym.register("test/Endless-v0", entry_point=EndlessEnv, max_episode_steps=3)

@@ -13,7 +13,7 @@ from ddpg.checkpoint import load_checkpoint, save_checkpoint
 from ddpg.cli import main
 from ddpg.config import load_config
 from ddpg.rundir import RunLock
-from ddpg.trainer import Trainer
+from ddpg.trainer import CHECKPOINT_FORMAT, Trainer
 from runs import PENDULUM, flip_bytes_in_largest_tensor
 
 @pytest.fixture(scope="module")
@@ -118,12 +118,12 @@ CASES = [
      ["evaluate", "{P}", "--episodes", "1"], r"data/\d+ does not match its checksum; the newest that verifies is .*episode_000001.pt"),
     ("resume when every checkpoint is damaged", run_(damaged_checkpoints), ["train", "--resume", "{P}"],
      "no usable checkpoint"),
-    ("evaluate a checkpoint holding only its format", run_(lambda r: edit_newest_checkpoint(r, lambda p: {"format": 1})),
+    ("evaluate a checkpoint holding only its format", run_(lambda r: edit_newest_checkpoint(r, lambda p: {"format": CHECKPOINT_FORMAT})),
      ["evaluate", "{P}"], r"incomplete checkpoint \(no 'config'\)"),
     ("evaluate a checkpoint whose config is a string", run_(lambda r: edit_newest_checkpoint(r, lambda p: p | {"config": "x"})),
      ["evaluate", "{P}"], r"damaged checkpoint \('config' is a str\)"),
     ("evaluate a checkpoint of another format", run_(lambda r: edit_newest_checkpoint(r, lambda p: p | {"format": 7})),
-     ["evaluate", "{P}"], "checkpoint format 7; this ddpg reads format 1"),
+     ["evaluate", "{P}"], f"checkpoint format 7; this ddpg reads format {CHECKPOINT_FORMAT}"),
     ("resume a checkpoint with a bad generator state", run_(lambda r: edit_newest_checkpoint(r, lambda p: p | {"rng": {"x": 1}})),
      ["train", "--resume", "{P}", "train.episodes=3"], "damaged random-generator state"),
     ("evaluate a text file", folder({"x.pt": "hello"}), ["evaluate", "{P}/x.pt"], "truncated or corrupt checkpoint"),

@@ -2,12 +2,8 @@
 
 import errno
 import os
-import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,24 +11,16 @@ import torch
 
 from ddpg import checkpoint as checkpoint_module
 from ddpg.agent import DDPG
-from ddpg.checkpoint import load_checkpoint
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
 from ddpg.tracking import COLUMNS, repair_metrics
 from ddpg.trainer import Trainer, TrainingError
+from runs import assert_same_run, cli, final_state
 
 SMALL = ["env.num_envs=2", "agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]",
          "agent.batch_size=64", "agent.learn_every=50", "agent.updates_per_learn=4",
-         "agent.buffer_size=20000", "train.tensorboard=false", "train.threads=1", "train.seed=5"]
-
-
-def cli(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ddpg.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def final_state(run_dir: Path) -> dict:
-    return load_checkpoint(sorted((run_dir / "checkpoints").glob("*.pt"))[-1])
+         "agent.buffer_size=20000", "train.tensorboard=false", "train.threads=1", "train.seed=5",
+         "train.target_score=none"]
 
 
 def wait_for(predicate, timeout=300.0):
@@ -43,26 +31,24 @@ def wait_for(predicate, timeout=300.0):
 
 
 def test_sigkill_then_resume_ends_identical_to_an_uninterrupted_run(tmp_path):
-    options = [*SMALL, "train.episodes=4", "train.checkpoint_every=1"]
+    options = [*SMALL, "train.episodes=5", "train.checkpoint_every=1"]
     Trainer(load_config(None, options), tmp_path / "whole").train(progress=False)
 
     run = tmp_path / "killed"
     proc = cli("train", "--quiet", "--run-dir", str(run), *options)
-    wait_for(lambda: (run / "checkpoints" / "episode_000001.pt").exists())
-    time.sleep(random.Random().uniform(0.0, 1.0))  # anywhere in the episodes that follow
-    proc.send_signal(signal.SIGKILL)
+    checkpoints = run / "checkpoints"
+    wait_for(lambda: (checkpoints / "episode_000002.pt").exists())
+    proc.send_signal(signal.SIGKILL)  # during episode 3: an episode takes about a second
     proc.wait()
+    assert not (checkpoints / "episode_000003.pt").exists()  # killed unfinished, not after the end
     resumed = cli("train", "--quiet", "--resume", str(run))
-    assert resumed.wait() == 0, resumed.stderr.read()
+    out, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert "from episode_000002.pt (episode 2)" in out
 
-    whole, killed = final_state(tmp_path / "whole"), final_state(run)
-    assert killed["episode"] == 4 and killed["scores"] == whole["scores"]
-    for part in ("actor", "critic", "actor_target", "critic_target"):
-        for name, value in whole["agent"][part].items():
-            assert torch.equal(value, killed["agent"][part][name]), f"{part}.{name}"
-    assert torch.equal(whole["buffer"]["obs"], killed["buffer"]["obs"])
+    assert_same_run(final_state(tmp_path / "whole"), final_state(run))
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
 
 
 def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path):

@@ -9,25 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
-from .trainer import (Trainer, TrainingError, agent_from_checkpoint, episode_seed, make_env,
-                      resolve_checkpoint, run_config)
-
-
-def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
-    """Per-episode, per-env scores of a deterministic policy (first episode of each env counts)."""
-    scores = np.zeros((episodes, env.num_envs))
-    for e in range(episodes):
-        obs, _ = env.reset(seed=episode_seed(seed, e))
-        active = np.ones(env.num_envs, bool)
-        while active.any():
-            if frames is not None:
-                frames.append(env.render())
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            scores[e] += reward * active
-            active &= ~(terminated | truncated)
-    return scores
+from .trainer import (Trainer, TrainingError, agent_from_checkpoint, make_env, resolve_checkpoint,
+                      run_config, run_policy)
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
@@ -44,8 +29,11 @@ def _train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
+    # A budget flag given alone is the run's only budget (on --resume too: it replaces the old one).
     if args.episodes is not None:
-        overrides.append(f"train.episodes={args.episodes}")
+        overrides += [f"train.episodes={args.episodes}"] + (["train.steps=none"] if args.steps is None else [])
+    if args.steps is not None:
+        overrides += [f"train.steps={args.steps}"] + (["train.episodes=none"] if args.episodes is None else [])
     if args.resume:
         for flag, value in (("--config", args.config), ("--run-dir", args.run_dir)):
             if value:
@@ -68,7 +56,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     path, payload, env, agent = _loaded_agent(args.target, num_envs=args.envs)
-    scores = _run_policy(env, agent.act, args.episodes, args.seed)
+    scores = run_policy(env, agent.act, args.episodes, args.seed)
     per_episode = scores.mean(axis=1)
     print(f"{path} (episode {payload['episode']}): deterministic policy, {args.episodes} episode(s) x "
           f"{env.num_envs} env(s): mean {per_episode.mean():.2f} +- {per_episode.std():.2f} over episodes; "
@@ -80,7 +68,7 @@ def _watch(args: argparse.Namespace) -> None:
     check_video_path(args.out)
     path, _, env, agent = _loaded_agent(args.target, render_mode="rgb_array", num_envs=args.envs)
     frames: list = []
-    scores = _run_policy(env, agent.act, 1, args.seed, frames)
+    scores = run_policy(env, agent.act, 1, args.seed, frames)
     fps = env.metadata.get("render_fps") or 30
     print(f"{path}: score {scores.mean():.2f}; video: {write_video(frames, args.out, fps)}")
 
@@ -101,7 +89,7 @@ def _demo(args: argparse.Namespace) -> None:
         check_video_path(args.video)
     env = ReacherVectorEnv(args.arms, render_mode="rgb_array" if args.video else None)
     frames: list | None = [] if args.video else None
-    scores = _run_policy(env, scripted_actions, 1, args.seed, frames)
+    scores = run_policy(env, scripted_actions, 1, args.seed, frames)
     print(f"scripted controller, {env.num_envs} arms: mean score {scores.mean():.2f} "
           f"(min {scores.min():.2f}, max {scores.max():.2f}; best possible 40)")
     if args.video:
@@ -146,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", metavar="DIR", help="where the run's files go (default: runs/<env>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument("--seed", type=_seed, help="train.seed (refused on --resume if it differs)")
-    train.add_argument("--episodes", type=_count, help="train.episodes: the episode budget (on --resume: the new total)")
+    train.add_argument("--episodes", type=_count, help="train.episodes: the episode budget (on --resume: the new total); without --steps it alone counts")
+    train.add_argument("--steps", type=_count, help="train.steps: a budget of environment steps over all "
+                       "environments (on --resume: the new total); without --episodes it alone counts")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 

@@ -33,15 +33,15 @@ class EnvConfig:
 
 @dataclass
 class AgentConfig:
-    actor_hidden: list[int] = field(default_factory=lambda: [400, 300])
+    actor_hidden: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layer sizes of the actor."""
-    critic_hidden: list[int] = field(default_factory=lambda: [400, 300])
+    critic_hidden: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layer sizes of the critic."""
     critic_action_layer: int = 1
     """Where the action joins the critic: 1, at the second layer (the paper); 0, at the input (as SB3)."""
-    batch_norm: bool = True
+    batch_norm: bool = False
     """Batch-normalize the state at each network's input."""
-    layer_norm: bool = False
+    layer_norm: bool = True
     """Layer-normalize every hidden layer (per sample: the same in training, acting and targets)."""
     activation: Literal["relu", "leaky_relu"] = "leaky_relu"
     """Hidden-layer activation."""
@@ -55,9 +55,9 @@ class AgentConfig:
     """L2 weight decay of the critic (0: none)."""
     gamma: float = 0.99
     """Discount: near 1 values the far future, 0 only the next reward."""
-    tau: float = 1e-3
+    tau: float = 5e-3
     """Soft update: target <- tau * local + (1 - tau) * target, after every update."""
-    batch_size: int = 128
+    batch_size: int = 256
     """Transitions per update."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity, in transitions (one per environment per step)."""
@@ -65,7 +65,7 @@ class AgentConfig:
     """Steps (of all environments at once) at the start with no learning."""
     warmup_random: bool = True
     """Act uniformly at random during warm-up (as SB3 and CleanRL); false: the actor plus its noise."""
-    learn_every: int = 20
+    learn_every: int = 10
     """Learn every this many steps..."""
     updates_per_learn: int = 10
     """...with this many updates each time."""
@@ -109,12 +109,24 @@ class NoiseConfig:
 class TrainConfig:
     seed: int = 0
     """Seeds every random generator (Python, NumPy, torch, the environment)."""
-    episodes: int = 300
-    """Episode budget."""
+    episodes: int | None = 300
+    """Episode budget ("none": only the step budget counts)."""
+    steps: int | None = None
+    """Step budget: environment steps over all environments, as SB3's total_timesteps ("none": only
+    the episode budget counts). Whichever budget runs out first ends the run, at the end of an episode."""
     target_score: float | None = 30.0
     """Stop when the trailing average reaches this ("none": run the whole budget)."""
     window: int = 100
     """Episodes in the trailing average."""
+    solve_on: Literal["train", "eval"] = "train"
+    """What the target is checked on: the trailing average of training scores (the course's rule), or
+    each evaluation's mean score."""
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many episodes (0: not by episodes)."""
+    eval_every_steps: int = 0
+    """...or after the episode that passes every this many environment steps (0: not by steps)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation, on an environment of its own with its own seeds (the same ones each time)."""
     checkpoint_every: int = 10
     """Write a checkpoint every this many episodes (and on reaching the target)."""
     keep_checkpoints: int = 3
@@ -125,8 +137,8 @@ class TrainConfig:
     """Also log metrics for TensorBoard (always: metrics.csv)."""
     wandb: bool = False
     """Also log to Weights & Biases (pip install ddpg[wandb]); offline unless WANDB_MODE says otherwise."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
+    threads: int = 1
+    """torch CPU threads (0: torch's default; small networks gain little from more, and one leaves a core free)."""
 
 
 @dataclass
@@ -219,7 +231,17 @@ def validate(config: Config) -> Config:
     _require(0 <= n.theta <= 1, f"noise.theta: must be in [0, 1], got {n.theta}")
     _require(0 < n.decay <= 1, f"noise.decay: must be in (0, 1], got {n.decay}")
     _require(0 <= n.floor <= 1, f"noise.floor: must be in [0, 1], got {n.floor}")
-    _require(t.episodes >= 1, f"train.episodes: must be at least 1, got {t.episodes}")
+    _require(t.episodes is None or t.episodes >= 1, f"train.episodes: must be at least 1, got {t.episodes}")
+    _require(t.steps is None or t.steps >= 1, f"train.steps: must be at least 1, got {t.steps}")
+    _require(t.episodes is not None or t.steps is not None,
+             'train.episodes: a run needs a budget: train.episodes or train.steps (both are "none")')
+    _require(t.eval_every >= 0, f"train.eval_every: must be >= 0, got {t.eval_every}")
+    _require(t.eval_every_steps >= 0, f"train.eval_every_steps: must be >= 0, got {t.eval_every_steps}")
+    _require(t.eval_episodes >= 1, f"train.eval_episodes: must be at least 1, got {t.eval_episodes}")
+    _require(t.solve_on == "train" or t.eval_every or t.eval_every_steps,
+             'train.solve_on: "eval" needs evaluations: set train.eval_every or train.eval_every_steps')
+    _require(not a.batch_norm or a.batch_size >= 2,
+             "agent.batch_size: batch norm (agent.batch_norm) needs at least 2 samples a batch, got 1")
     _require(t.window >= 1, f"train.window: must be at least 1, got {t.window}")
     _require(t.checkpoint_every >= 1, f"train.checkpoint_every: must be at least 1, got {t.checkpoint_every}")
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints: must be at least 1, got {t.keep_checkpoints}")
@@ -228,6 +250,18 @@ def validate(config: Config) -> Config:
              f"train.threads: must be from 0 to {cores} (this machine's cores; 0: torch's default), got {t.threads}")
     _require(0 <= t.seed < 2**32, f"train.seed: must be from 0 to {2**32 - 1}, got {t.seed}")
     return config
+
+
+def warnings_for(config: Config) -> list[str]:
+    """Settings that run but are likely mistakes."""
+    t, found = config.train, []
+    if config.agent.gamma == 1:
+        found.append("agent.gamma = 1: on a task that never terminates (Reacher ends by time limit only) the "
+                     "values grow without bound; use gamma < 1 unless every episode truly ends")
+    if t.target_score is not None and t.solve_on == "train" and t.episodes is not None and t.window > t.episodes:
+        found.append(f"train.window: a {t.window}-episode average cannot fill a budget of {t.episodes} episodes, "
+                     "so this run cannot be solved; it runs its whole budget")
+    return found
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

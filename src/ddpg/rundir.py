@@ -17,6 +17,7 @@ from .config import ConfigError, load_config
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
+BEST_CHECKPOINT = "best.pt"  # the best evaluated policy, beside the periodic episode_*.pt
 LOCK_FILE = ".lock"
 
 

@@ -17,7 +17,8 @@ from .scores import trailing_average
 METRICS_FILE = "metrics.csv"
 # Every row has every column (NaN where a value does not apply), so a damaged header can be rebuilt.
 COLUMNS = ("episode", "env_steps", "score", "score_std", "score_min", "score_max", "trailing_avg",
-           "seconds", "steps_per_s", "updates", "critic_loss", "actor_loss", "q", "noise_scale")
+           "seconds", "steps_per_s", "updates", "critic_loss", "actor_loss", "q", "noise_scale",
+           "eval_score", "eval_std")
 
 
 class MetricsError(ValueError):

@@ -11,6 +11,7 @@ import importlib.util
 import math
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -22,23 +23,26 @@ from tqdm import tqdm
 
 from .agent import DDPG
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config, ConfigError, EnvConfig, load_config
+from .config import Config, ConfigError, EnvConfig, load_config, warnings_for
 from .noise import Noise, noise_scale
 from .replay import PrioritizedReplayBuffer, ReplayBuffer
-from .rundir import (CHECKPOINTS, RunDirError, RunLock, claim_default, claim_new, contents,
+from .rundir import (BEST_CHECKPOINT, CHECKPOINTS, RunDirError, RunLock, claim_default, claim_new, contents,
                      read_config_file, write_config_file)
 from .scores import solved_episode, trailing_average
 from .tracking import METRICS_FILE, Tracker, repair_metrics, score_columns
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 # What a checkpoint must hold, and of which type, before any of it is used.
 _PAYLOAD_TYPES = {"config": dict, "obs_dim": int, "act_dim": int, "episode": int, "steps": int,
-                  "scores": list, "solved_at": (int, type(None)), "agent": dict, "buffer": (dict, type(None)),
+                  "env_steps": int, "scores": list, "evals": list, "best_eval": (float, type(None)),
+                  "solved_at": (int, type(None)), "agent": dict, "buffer": (dict, type(None)),
                   "noise": dict, "rng": dict, "torch_rng": torch.Tensor, "python_rng": tuple}
 # A resumed run keeps these: they shape the networks, the buffer, the environment or the seeds.
 FIXED_ON_RESUME = ("env.id", "env.num_envs", "env.kwargs", "agent.actor_hidden", "agent.critic_hidden",
                    "agent.critic_action_layer", "agent.batch_norm", "agent.layer_norm", "agent.activation",
                    "agent.buffer_size", "replay.prioritized", "train.seed")
+# Evaluations use the seeds of a run seed no training run can have (train.seed < 2**32).
+EVAL_SEED_OFFSET = 2**32
 # Generous memory per environment, to refuse absurd counts before building anything (the batched
 # Reacher measured 60-120 KB per arm, a Gymnasium Pendulum 1-4 KB).
 ENV_BYTES = 256 * 1024
@@ -51,6 +55,23 @@ class TrainingError(RuntimeError):
 def episode_seed(seed: int, episode: int) -> int:
     """Each episode's environment seed, derived from the run's: a resumed run needs no env state."""
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+def run_policy(env: gym.vector.VectorEnv, policy, episodes: int, seed: int,
+               frames: list | None = None) -> np.ndarray:
+    """Per-episode, per-env scores (episodes x envs) of `policy`; the first episode of each env
+    counts, and episode e resets with episode_seed(seed, e)."""
+    scores = np.zeros((episodes, env.num_envs))
+    for e in range(episodes):
+        obs, _ = env.reset(seed=episode_seed(seed, e))
+        active = np.ones(env.num_envs, bool)
+        while active.any():
+            if frames is not None:
+                frames.append(env.render())
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            scores[e] += reward * active
+            active &= ~(terminated | truncated)
+    return scores
 
 
 def _available_memory() -> int | None:
@@ -244,7 +265,7 @@ class Trainer:
             else:
                 self.run_dir, self._lock = run_dir, claim_new(run_dir)
         except BaseException:
-            self.env.close()
+            self.close_envs()
             raise
 
     @classmethod
@@ -275,9 +296,13 @@ class Trainer:
                     raise ConfigError(f"{key}: cannot change when resuming (the run has {changes[key][0]!r}, "
                                       f"asked for {changes[key][1]!r}); start a new run for that")
             episodes_done = payload["episode"] if payload else 0
-            if config.train.episodes < episodes_done:
+            if config.train.episodes is not None and config.train.episodes < episodes_done:
                 raise ConfigError(f"train.episodes: the run has done {episodes_done} episodes already; "
                                   f"ask for more to extend it, got {config.train.episodes}")
+            steps_done = payload["env_steps"] if payload else 0
+            if config.train.steps is not None and config.train.steps < steps_done:
+                raise ConfigError(f"train.steps: the run has done {steps_done} environment steps already; "
+                                  f"ask for more to extend it, got {config.train.steps}")
             self = cls.__new__(cls)
             self._build(config)
             self.run_dir, self._lock = run_dir, lock
@@ -300,11 +325,16 @@ class Trainer:
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         self.env = make_env(c.env)
+        self.eval_env = None
         try:
+            if c.train.eval_every or c.train.eval_every_steps:
+                self.eval_env = make_env(c.env)  # its own instance: evaluating never disturbs training
             self._build_learner(c)
         except BaseException:
-            self.env.close()
+            self.close_envs()
             raise
+        for warning in warnings_for(c):
+            print(f"ddpg: warning: {warning}", file=sys.stderr)
 
     def _build_learner(self, c: Config) -> None:
         self.num_envs = self.env.num_envs
@@ -335,7 +365,10 @@ class Trainer:
         self.rng = np.random.default_rng(c.train.seed + 2)  # warm-up actions
         self.episode = 0  # episodes completed
         self.steps = 0  # steps of all environments together
+        self.env_steps = 0  # transitions taken: the steps of each environment within its episodes, summed
         self.scores: list[list[float]] = []  # per-episode, per-environment scores
+        self.evals: list[list[float]] = []  # per evaluation: [episode, env steps, mean, std]
+        self.best_eval: float | None = None
         self.solved_at: int | None = None
         self._stop_requested = 0
 
@@ -344,13 +377,14 @@ class Trainer:
         return [float(np.mean(s)) for s in self.scores]
 
     # -- checkpoints -------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self, with_buffer: bool = True) -> dict:
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
             "obs_dim": self.obs_dim, "act_dim": self.act_dim,
-            "episode": self.episode, "steps": self.steps, "scores": self.scores, "solved_at": self.solved_at,
+            "episode": self.episode, "steps": self.steps, "env_steps": self.env_steps, "scores": self.scores,
+            "evals": self.evals, "best_eval": self.best_eval, "solved_at": self.solved_at,
             "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict() if self.config.train.save_buffer else None,
+            "buffer": self.buffer.state_dict() if with_buffer and self.config.train.save_buffer else None,
             "noise": self.noise.state_dict(),
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
@@ -374,8 +408,9 @@ class Trainer:
             random.setstate(payload["python_rng"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise CheckpointError(f"{path}: damaged random-generator state ({_first_line(err)})") from None
-        self.episode, self.steps = payload["episode"], payload["steps"]
+        self.episode, self.steps, self.env_steps = payload["episode"], payload["steps"], payload["env_steps"]
         self.scores, self.solved_at = payload["scores"], payload["solved_at"]
+        self.evals, self.best_eval = payload["evals"], payload["best_eval"]
 
     def save(self) -> Path:
         folder = self.run_dir / CHECKPOINTS
@@ -431,6 +466,7 @@ class Trainer:
             else:
                 self.buffer.add(obs[active], actions[active], rewards[active], next_obs[active], terminated[active])
             scores += rewards * active
+            self.env_steps += int(active.sum())
             active &= ~(terminated | truncated)
             self.steps += 1
             if (self.steps > c.agent.warmup_steps and self.steps % c.agent.learn_every == 0
@@ -445,6 +481,36 @@ class Trainer:
         if self._stop_requested > 1:
             raise KeyboardInterrupt  # a second signal: stop now; the last checkpoint stays as it was
 
+    def budget_spent(self) -> bool:
+        t = self.config.train
+        return ((t.episodes is not None and self.episode >= t.episodes)
+                or (t.steps is not None and self.env_steps >= t.steps))
+
+    def _evaluation_due(self, env_steps_before: int) -> bool:
+        t = self.config.train
+        return bool((t.eval_every and self.episode % t.eval_every == 0)
+                    or (t.eval_every_steps and env_steps_before // t.eval_every_steps
+                        < self.env_steps // t.eval_every_steps))
+
+    def evaluate(self) -> np.ndarray:
+        """Scores (episodes x envs) of the deterministic policy on the evaluation environment, with the
+        same seeds at every evaluation, so that evaluations differ only by the policy."""
+        t = self.config.train
+        return run_policy(self.eval_env, self.agent.act, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
+
+    def _after_evaluation(self, scores: np.ndarray) -> dict[str, float]:
+        mean, std = float(scores.mean()), float(scores.mean(axis=1).std())
+        self.evals.append([self.episode, self.env_steps, mean, std])
+        if self.best_eval is None or mean > self.best_eval:
+            self.best_eval = mean
+            folder = self.run_dir / CHECKPOINTS
+            folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.state_dict(with_buffer=False), folder / BEST_CHECKPOINT)
+        t = self.config.train
+        if t.solve_on == "eval" and t.target_score is not None and mean >= t.target_score:
+            self.solved_at = self.episode
+        return {"eval_score": mean, "eval_std": std}
+
     def train(self, progress: bool = True) -> int | None:
         c = self.config.train
         try:
@@ -457,25 +523,30 @@ class Trainer:
             self.close()
             raise
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=c.episodes, initial=self.episode, disable=not progress, unit="episode", dynamic_ncols=True)
+        by_steps = c.episodes is None
+        bar = tqdm(total=c.steps if by_steps else c.episodes, initial=self.env_steps if by_steps else self.episode,
+                   disable=not progress, unit="step" if by_steps else "episode", dynamic_ncols=True)
         try:
-            while self.episode < c.episodes and self.solved_at is None:
-                start, steps0 = time.perf_counter(), self.steps
+            while not self.budget_spent() and self.solved_at is None:
+                start, steps0, env_steps0 = time.perf_counter(), self.steps, self.env_steps
                 scores, info = self.run_episode()
                 seconds = time.perf_counter() - start
                 self.scores.append(scores.tolist())
                 self.episode += 1
-                if c.target_score is not None:
+                if c.target_score is not None and c.solve_on == "train":
                     self.solved_at = solved_episode(self.mean_scores, c.window, c.target_score)
-                row = {"episode": self.episode, "env_steps": self.steps * self.num_envs,
+                row = {"episode": self.episode, "env_steps": self.env_steps,
                        **score_columns(self.scores, c.window), "seconds": seconds,
                        "steps_per_s": (self.steps - steps0) / seconds, "updates": self.agent.updates,
-                       "critic_loss": math.nan, "actor_loss": math.nan, "q": math.nan, **info}
+                       "critic_loss": math.nan, "actor_loss": math.nan, "q": math.nan,
+                       "eval_score": math.nan, "eval_std": math.nan, **info}
+                if self._evaluation_due(env_steps0):
+                    row |= self._after_evaluation(self.evaluate())
                 tracker.log(row)
-                bar.update(1)
+                bar.update(self.env_steps - env_steps0 if by_steps else 1)
                 bar.set_postfix(score=f"{row['score']:.2f}", avg=f"{row['trailing_avg']:.2f}",
                                 steps_s=f"{row['steps_per_s']:.0f}")
-                if self.solved_at or self.episode % c.checkpoint_every == 0 or self.episode == c.episodes \
+                if self.solved_at or self.episode % c.checkpoint_every == 0 or self.budget_spent() \
                         or self._stop_requested:
                     self.save()
                 if self._stop_requested:
@@ -491,7 +562,12 @@ class Trainer:
             self.close()
         return self.solved_at
 
-    def close(self) -> None:
-        """Close the environment and give up the run directory."""
+    def close_envs(self) -> None:
         self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
+    def close(self) -> None:
+        """Close the environments and give up the run directory."""
+        self.close_envs()
         self._lock.release()
