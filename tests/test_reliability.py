@@ -13,6 +13,7 @@ from ddpg import checkpoint as checkpoint_module
 from ddpg.agent import DDPG
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
+from ddpg.rundir import read_outcome
 from ddpg.tracking import COLUMNS, repair_metrics
 from ddpg.trainer import Trainer, TrainingError
 from runs import assert_same_run, cli, final_state
@@ -62,6 +63,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path):
     assert "stopped by signal" in out and f"--resume {run}" in out
     stopped = final_state(run)
     done = stopped["episode"]
+    assert read_outcome(run)["status"] == "stopped" and read_outcome(run)["episode"] == done
     assert 1 <= done < 1000
     resumed = cli("train", "--quiet", "--resume", str(run), f"train.episodes={done + 1}")
     assert resumed.wait() == 0, resumed.stderr.read()
@@ -86,6 +88,8 @@ def test_injected_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp
     assert len(err.splitlines()) == 1
     assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["episode_000001.pt"]
     assert final_state(run)["episode"] == 1
+    outcome = read_outcome(run)
+    assert outcome["status"] == "failed" and outcome["reason"].startswith("TrainingError: non-finite critic_loss")
 
 
 def test_non_finite_action_is_caught(tmp_path):

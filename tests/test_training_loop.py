@@ -12,6 +12,7 @@ import torch
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
 from ddpg.replay import Batch
+from ddpg.rundir import read_outcome
 from ddpg.tracking import read_metrics
 from ddpg.trainer import (EVAL_SEED_OFFSET, Trainer, agent_from_checkpoint, episode_seed, make_env,
                           resolve_checkpoint, run_policy)
@@ -96,6 +97,8 @@ def test_budgets_whichever_comes_first_ends_the_run(tmp_path):
                        tmp_path / "episodes")
     episodes.train(progress=False)
     assert (episodes.episode, episodes.env_steps) == (2, 30)
+    assert read_outcome(tmp_path / "episodes") | {"wall_seconds": 0, "ended": ""} == {
+        "status": "finished", "episode": 2, "env_steps": 30, "solved_at": None, "wall_seconds": 0, "ended": ""}
     assert read_metrics(tmp_path / "steps" / "metrics.csv")["env_steps"].tolist() == [15, 30, 45]
     assert [p.name for p in sorted((tmp_path / "steps" / "checkpoints").glob("*.pt"))] == ["episode_000003.pt"]
 
@@ -122,6 +125,7 @@ def test_the_checkpoint_is_written_at_the_solve_episode(tmp_path):
     assert trainer.train(progress=False) == 2  # every episode scores 5; the window is full at 2
     assert [p.name for p in (tmp_path / "checkpoints").glob("*.pt")] == ["episode_000002.pt"]
     assert final_state(tmp_path)["solved_at"] == 2
+    assert read_outcome(tmp_path)["status"] == "solved"
 
 
 def test_target_networks_stay_in_eval_mode_while_learning_and_after_resume(tmp_path):

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 BEST_CHECKPOINT = "best.pt"  # the best evaluated policy, beside the periodic episode_*.pt
 LOCK_FILE = ".lock"
+OUTCOME_FILE = "outcome.json"  # how the last session ended: solved, finished, stopped or failed
 
 
 class RunDirError(ValueError):
@@ -139,9 +140,25 @@ def read_config_file(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def write_config_file(run_dir: Path, config: dict[str, Any]) -> None:
-    """Replace config.json atomically: a kill leaves the old file or the new one, never half of one."""
-    path = run_dir / CONFIG_FILE
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace the file atomically: a kill leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(config, indent=2))
+    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def write_config_file(run_dir: Path, config: dict[str, Any]) -> None:
+    _write_json(run_dir / CONFIG_FILE, config)
+
+
+def write_outcome(run_dir: Path, outcome: dict[str, Any]) -> None:
+    _write_json(run_dir / OUTCOME_FILE, outcome)
+
+
+def read_outcome(run_dir: Path) -> dict[str, Any] | None:
+    """How the run's last session ended, or None (never ended: running, or killed)."""
+    try:
+        data = json.loads((run_dir / OUTCOME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

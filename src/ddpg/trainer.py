@@ -27,7 +27,7 @@ from .config import Config, ConfigError, EnvConfig, load_config, warnings_for
 from .noise import Noise, noise_scale
 from .replay import PrioritizedReplayBuffer, ReplayBuffer
 from .rundir import (BEST_CHECKPOINT, CHECKPOINTS, RunDirError, RunLock, claim_default, claim_new, contents,
-                     read_config_file, write_config_file)
+                     read_config_file, write_config_file, write_outcome)
 from .scores import solved_episode, trailing_average
 from .tracking import METRICS_FILE, Tracker, repair_metrics, score_columns
 
@@ -35,6 +35,7 @@ CHECKPOINT_FORMAT = 2
 # What a checkpoint must hold, and of which type, before any of it is used.
 _PAYLOAD_TYPES = {"config": dict, "obs_dim": int, "act_dim": int, "episode": int, "steps": int,
                   "env_steps": int, "scores": list, "evals": list, "best_eval": (float, type(None)),
+                  "wall_seconds": float,
                   "solved_at": (int, type(None)), "agent": dict, "buffer": (dict, type(None)),
                   "noise": dict, "rng": dict, "torch_rng": torch.Tensor, "python_rng": tuple}
 # A resumed run keeps these: they shape the networks, the buffer, the environment or the seeds.
@@ -370,6 +371,7 @@ class Trainer:
         self.evals: list[list[float]] = []  # per evaluation: [episode, env steps, mean, std]
         self.best_eval: float | None = None
         self.solved_at: int | None = None
+        self.wall_seconds = 0.0  # training time up to now, over all sessions (a kill loses its session's)
         self._stop_requested = 0
 
     @property
@@ -383,6 +385,7 @@ class Trainer:
             "obs_dim": self.obs_dim, "act_dim": self.act_dim,
             "episode": self.episode, "steps": self.steps, "env_steps": self.env_steps, "scores": self.scores,
             "evals": self.evals, "best_eval": self.best_eval, "solved_at": self.solved_at,
+            "wall_seconds": self.wall_seconds,
             "agent": self.agent.state_dict(),
             "buffer": self.buffer.state_dict() if with_buffer and self.config.train.save_buffer else None,
             "noise": self.noise.state_dict(),
@@ -411,6 +414,7 @@ class Trainer:
         self.episode, self.steps, self.env_steps = payload["episode"], payload["steps"], payload["env_steps"]
         self.scores, self.solved_at = payload["scores"], payload["solved_at"]
         self.evals, self.best_eval = payload["evals"], payload["best_eval"]
+        self.wall_seconds = payload["wall_seconds"]
 
     def save(self) -> Path:
         folder = self.run_dir / CHECKPOINTS
@@ -511,7 +515,10 @@ class Trainer:
             self.solved_at = self.episode
         return {"eval_score": mean, "eval_std": std}
 
-    def train(self, progress: bool = True) -> int | None:
+    def train(self, progress: bool = True, on_episode=None) -> int | None:
+        """Run until a budget is spent, the target is reached or a signal asks to stop; returns the solve
+        episode (or None). `on_episode(row, checkpoint)` is called after every episode with its metrics
+        row and the checkpoint written after it (or None). outcome.json says how the session ended."""
         c = self.config.train
         try:
             write_config_file(self.run_dir, self.config.to_dict())
@@ -526,6 +533,8 @@ class Trainer:
         by_steps = c.episodes is None
         bar = tqdm(total=c.steps if by_steps else c.episodes, initial=self.env_steps if by_steps else self.episode,
                    disable=not progress, unit="step" if by_steps else "episode", dynamic_ncols=True)
+        outcome: dict = {"status": "failed", "reason": "interrupted"}
+        session = time.perf_counter()
         try:
             while not self.budget_spent() and self.solved_at is None:
                 start, steps0, env_steps0 = time.perf_counter(), self.steps, self.env_steps
@@ -546,19 +555,33 @@ class Trainer:
                 bar.update(self.env_steps - env_steps0 if by_steps else 1)
                 bar.set_postfix(score=f"{row['score']:.2f}", avg=f"{row['trailing_avg']:.2f}",
                                 steps_s=f"{row['steps_per_s']:.0f}")
+                checkpoint = None
                 if self.solved_at or self.episode % c.checkpoint_every == 0 or self.budget_spent() \
                         or self._stop_requested:
-                    self.save()
+                    now = time.perf_counter()
+                    self.wall_seconds += now - session
+                    session = now
+                    checkpoint = self.save()
+                if on_episode is not None:
+                    on_episode(row, checkpoint)
                 if self._stop_requested:
                     bar.close()  # before printing, so the message is not drawn over
                     print(f"stopped by signal after episode {self.episode}; checkpoint written. "
                           f"Continue with: ddpg train --resume {self.run_dir}")
                     break
+            outcome = {"status": "solved" if self.solved_at else "stopped" if self._stop_requested else "finished"}
+        except Exception as err:
+            outcome = {"status": "failed", "reason": f"{type(err).__name__}: {_first_line(err)}"}
+            raise
         finally:
             bar.close()
             tracker.close()
             for s, h in handlers.items():
                 signal.signal(s, h)
+            write_outcome(self.run_dir, outcome | {
+                "episode": self.episode, "env_steps": self.env_steps, "solved_at": self.solved_at,
+                "wall_seconds": self.wall_seconds + time.perf_counter() - session,
+                "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self.close()
         return self.solved_at
 
