@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -82,3 +84,19 @@ class EndlessEnv(LengthsEnv):
 
 gym.register("test/Lengths-v0", entry_point=LengthsEnv)
 gym.register("test/Endless-v0", entry_point=EndlessEnv, max_episode_steps=3)
+
+
+def isolated(args: list[str], home: Path, ray_tmp: Path, **popen) -> subprocess.Popen:
+    """Run a command in network (loopback only), PID and mount namespaces of its own (root needed).
+    Ray inside binds 127.0.0.1 and sends nothing beyond loopback; when the command ends or this
+    process is killed (--kill-child), the kernel ends every process started inside. HOME (where Ray
+    keeps its auth token) is `home`; Ray's logs go to `ray_tmp` (a short path: Ray's socket paths
+    must stay under 108 characters)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HOME=str(home), RAY_TMPDIR=str(ray_tmp))
+    return subprocess.Popen(["unshare", "--kill-child", "-n", "-p", "-f", "-m", "--mount-proc", "sh", "-c",
+                             'ip link set lo up && exec "$@"', "sh", *args], env=env, text=True, **popen)
+
+
+def namespaces_available() -> bool:
+    return os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("ip") is not None

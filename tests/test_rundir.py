@@ -131,3 +131,13 @@ def test_damaged_metrics_are_repaired_from_the_checkpoint_and_the_original_kept(
     rebuilt = dict(zip(COLUMNS, lines[1].strip().split(",")))
     assert float(rebuilt["score"]) == pytest.approx(float(dict(zip(COLUMNS, row1.split(",")))["score"]))
     assert rebuilt["critic_loss"] == "nan"  # known only to the run that wrote the row
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(load_config(None, PENDULUM), run).train(progress=False)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name not in (".lock", "scores.png")}
+    capsys.readouterr()
+    assert main(["train", "--quiet", "--resume", str(run)]) == 0
+    assert "nothing to do (its budget is spent); extend it with --episodes or --steps" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in before} == before

@@ -1,4 +1,4 @@
-"""The `ddpg` command: train, evaluate, watch, plot, and a scripted Reacher demo."""
+"""The `ddpg` command: train, evaluate, watch, plot, sweep, and a scripted Reacher demo."""
 
 from __future__ import annotations
 
@@ -97,6 +97,18 @@ def _demo(args: argparse.Namespace) -> None:
     env.close()
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from . import sweep
+    if args.resume:
+        if args.storage:
+            raise ConfigError("--storage: cannot be used with --resume (the sweep goes on in its own folder)")
+        sweep.resume(Path(args.resume), args.file, args.address)
+    elif args.file:
+        sweep.start(args.file, Path(args.out), args.address, args.storage)
+    else:
+        raise ConfigError("ddpg sweep: give a sweep file, or --resume SWEEP_FOLDER")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")  # one line, no usage dump
@@ -156,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", metavar="RUN_DIR")
     plot.add_argument("--out", metavar="FILE.png")
     plot.set_defaults(func=_plot)
+
+    sweep = sub.add_parser("sweep", help="run a sweep of many trainings (Ray Tune; pip install 'ddpg[sweep]')",
+                           description="Run every configuration of a sweep file with each of its seeds, on Ray "
+                           "Tune: locally by default, or on a cluster with --address. See docs/sweeps.md.")
+    sweep.add_argument("file", nargs="?", metavar="SWEEP.toml")
+    sweep.add_argument("--out", default="sweeps-out", metavar="DIR", help="where the sweep's folder goes (default sweeps-out/)")
+    sweep.add_argument("--address", metavar="HOST:PORT", help="join a running Ray cluster (default: $RAY_ADDRESS, else "
+                       "a local Ray on this machine)")
+    sweep.add_argument("--storage", metavar="DIR", help="with --address: a folder every node mounts (the sweep's folder goes there)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep (finished trials stay done)")
+    sweep.set_defaults(func=_sweep)
 
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
     demo.add_argument("--arms", type=_count, default=20, help="number of arms (default 20)")

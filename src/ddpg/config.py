@@ -181,7 +181,9 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _merge(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+def merge(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    """Set the dataclass's fields from `values` (tables for nested dataclasses), each type-checked;
+    ConfigError naming the key."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
@@ -192,7 +194,7 @@ def _merge(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: expected a table, got {value!r}")
-            _merge(current, value, f"{path}.")
+            merge(current, value, f"{path}.")
         else:
             setattr(obj, key, _check_type(path, value, hints[key]))
 
@@ -276,12 +278,31 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """{"agent.tau": 0.01} -> {"agent": {"tau": 0.01}}."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        table = nested
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[name] = value
+    return nested
+
+
+def with_values(base: dict[str, Any], values: dict[str, Any]) -> Config:
+    """The config `base` (a saved config) with dotted keys set to typed values, validated."""
+    config = load_config(base=base)
+    merge(config, nest(values))
+    return validate(config)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """Defaults, then `base` (a saved config), then the TOML file, then `section.key=value` overrides."""
     config = Config()
     if base:
-        _merge(config, base)
+        merge(config, base)
     if path is not None:
         path = Path(path)
         try:
@@ -292,11 +313,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
             raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not valid TOML ({err})") from None
-        _merge(config, data)
+        merge(config, data)
     for text in overrides:
         keys, value = parse_override(text)
         nested: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             nested = {key: nested}
-        _merge(config, nested)
+        merge(config, nested)
     return validate(config)

@@ -12,6 +12,7 @@ import math
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -93,6 +94,18 @@ def check_memory(key: str, what: str, needed: int) -> None:
         size = f"{gib:,.1f}" if gib < 1e6 else f"{gib:.1e}"
         raise ConfigError(f"{key}: {what} need {size} GiB, more than this machine can spare "
                           f"({available / 2**30:.1f} GiB available)")
+
+
+def memory_needed(config: Config, obs_dim: int, act_dim: int) -> tuple[int, int, int]:
+    """(parameters, bytes of the networks, bytes of the replay buffer) of a run with this config."""
+    with torch.device("meta"):  # sizes only: nothing is allocated
+        shapes = DDPG(obs_dim, np.zeros(act_dim), np.ones(act_dim), config.agent)
+    parameters = sum(p.numel() for net in (shapes.actor, shapes.critic) for p in net.parameters())
+    # Local and target copies, gradients and Adam's two moments: five floats per parameter.
+    networks = 5 * 4 * parameters
+    # A checkpoint copies what the buffer holds while it is written.
+    buffer = ReplayBuffer.bytes_needed(config.agent.buffer_size, obs_dim, act_dim) * (2 if config.train.save_buffer else 1)
+    return parameters, networks, buffer
 
 
 def _first_line(err: BaseException) -> str:
@@ -343,16 +356,10 @@ class Trainer:
         self.obs_dim, self.act_dim = obs_space.shape[0], act_space.shape[0]
         self.low, self.high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
         self._half_range = (self.high - self.low) / 2  # noise is in units of half the action range
-        with torch.device("meta"):  # sizes only: nothing is allocated
-            shapes = DDPG(self.obs_dim, self.low, self.high, c.agent)
-        parameters = sum(p.numel() for net in (shapes.actor, shapes.critic) for p in net.parameters())
-        # Local and target copies, gradients and Adam's two moments: five floats per parameter.
-        check_memory("agent.actor_hidden, agent.critic_hidden", f"networks of {parameters:,} parameters",
-                     5 * 4 * parameters)
-        buffer = ReplayBuffer.bytes_needed(c.agent.buffer_size, self.obs_dim, self.act_dim)
-        # A checkpoint copies what the buffer holds while it is written.
+        parameters, networks, buffer = memory_needed(c, self.obs_dim, self.act_dim)
+        check_memory("agent.actor_hidden, agent.critic_hidden", f"networks of {parameters:,} parameters", networks)
         check_memory("agent.buffer_size", f"{c.agent.buffer_size:,} transitions (and a copy while checkpointing)",
-                     buffer * (2 if c.train.save_buffer else 1) + 5 * 4 * parameters)
+                     buffer + networks)
         random.seed(c.train.seed)
         torch.manual_seed(c.train.seed)
         self.agent = DDPG(self.obs_dim, self.low, self.high, c.agent)
@@ -485,6 +492,10 @@ class Trainer:
         if self._stop_requested > 1:
             raise KeyboardInterrupt  # a second signal: stop now; the last checkpoint stays as it was
 
+    @property
+    def done(self) -> bool:
+        return self.solved_at is not None or self.budget_spent()
+
     def budget_spent(self) -> bool:
         t = self.config.train
         return ((t.episodes is not None and self.episode >= t.episodes)
@@ -520,6 +531,11 @@ class Trainer:
         episode (or None). `on_episode(row, checkpoint)` is called after every episode with its metrics
         row and the checkpoint written after it (or None). outcome.json says how the session ended."""
         c = self.config.train
+        if self.done:  # a finished run resumed as it is: leave every file as it was
+            print(f"{self.run_dir}: nothing to do ({'solved at episode %d' % self.solved_at if self.solved_at else 'its budget is spent'}); "
+                  "extend it with --episodes or --steps")
+            self.close()
+            return self.solved_at
         try:
             write_config_file(self.run_dir, self.config.to_dict())
             note = repair_metrics(self.run_dir / METRICS_FILE, self.scores, c.window)
@@ -529,14 +545,16 @@ class Trainer:
         except BaseException:
             self.close()
             raise
-        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Signals reach only the main thread; elsewhere (a Ray trial) whoever runs the thread stops it.
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)} \
+            if threading.current_thread() is threading.main_thread() else {}
         by_steps = c.episodes is None
         bar = tqdm(total=c.steps if by_steps else c.episodes, initial=self.env_steps if by_steps else self.episode,
                    disable=not progress, unit="step" if by_steps else "episode", dynamic_ncols=True)
         outcome: dict = {"status": "failed", "reason": "interrupted"}
         session = time.perf_counter()
         try:
-            while not self.budget_spent() and self.solved_at is None:
+            while not self.done:
                 start, steps0, env_steps0 = time.perf_counter(), self.steps, self.env_steps
                 scores, info = self.run_episode()
                 seconds = time.perf_counter() - start
