@@ -192,6 +192,8 @@ def summarize(groups: list[Group], metric: str = "trailing_avg", mode: str | Non
     are over the runs that ended (solved, or budget spent)."""
     if metric not in METRICS:
         raise ValueError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
+    if mode not in (None, "max", "min"):
+        raise ValueError(f"mode: must be max or min, got {mode!r}")
     mode = mode or ("min" if metric == "episodes_to_target" else "max")
     rows = []
     for g in groups:
