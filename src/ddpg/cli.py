@@ -80,6 +80,20 @@ def _plot(args: argparse.Namespace) -> None:
     print(plot_run(run_dir, Path(args.out) if args.out else None, train.target_score, train.window))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import format_table, group_runs, load_runs, plot_comparison, summarize, write_summary_csv
+    from .rundir import is_run
+    paths = [Path(p) for p in args.paths]
+    groups = group_runs(load_runs(paths))
+    rows = summarize(groups, args.metric, args.mode)
+    print(format_table(rows))
+    if args.csv:
+        print(f"summary: {write_summary_csv(rows, Path(args.csv))}")
+    sweep = len(paths) == 1 and not is_run(paths[0])
+    out = Path(args.out) if args.out else paths[0] / "compare.png" if sweep else Path("compare.png")
+    print(f"plot: {plot_comparison(groups, out)}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .envs.reacher import ReacherVectorEnv
     from .envs.scripted import scripted_actions
@@ -179,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", metavar="DIR", help="with --address: a folder every node mounts (the sweep's folder goes there)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep (finished trials stay done)")
     sweep.set_defaults(func=_sweep)
+
+    compare = sub.add_parser("compare", help="compare groups of runs (configs that differ only in the seed)",
+                             description="Group runs whose configs differ only in the seed, rank the groups by a "
+                             "metric (mean and IQM over seeds, 95%% bootstrap CIs) and plot their learning curves.")
+    compare.add_argument("paths", nargs="+", metavar="PATH", help="run directories, or folders (a sweep's) holding them")
+    compare.add_argument("--metric", choices=("trailing_avg", "score", "episodes_to_target"), default="trailing_avg",
+                         help="per run: the final trailing average (default), the final episode score, or the "
+                         "solve episode (unsolved runs rank last)")
+    compare.add_argument("--mode", choices=("max", "min"), help="which end is best (default: min for "
+                         "episodes_to_target, else max)")
+    compare.add_argument("--out", metavar="FILE.png", help="the plot (default: compare.png here, or in the "
+                         "folder when a single sweep folder is given)")
+    compare.add_argument("--csv", metavar="FILE.csv", help="also write the table as CSV")
+    compare.set_defaults(func=_compare)
 
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
     demo.add_argument("--arms", type=_count, default=20, help="number of arms (default 20)")

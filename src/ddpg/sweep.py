@@ -485,8 +485,7 @@ def _summarize(sweep: Sweep, folder: Path) -> None:
     print(format_table(rows))
     write_summary_csv(rows, folder / "summary.csv")
     plot_comparison(groups, folder / "compare.png")
-    write_best(sweep, groups[0] if len(groups) == 1 else next(g for g in groups if g.name == rows[0]["group"]),
-               folder / "best.toml")
+    write_best(sweep, next(g for g in groups if g.name == rows[0]["group"]), folder / "best.toml")
     print(f"summary.csv, best.toml (ddpg train --config {folder / 'best.toml'}) and compare.png in {folder}")
 
 
@@ -497,7 +496,7 @@ def write_best(sweep: Sweep, group, path: Path) -> None:
     def toml_ready(value):  # TOML has no null: the config files spell it "none"
         return {k: toml_ready(v) for k, v in value.items()} if isinstance(value, dict) else \
             "none" if value is None else value
-    config = toml_ready(group.runs[0].config)
+    config = toml_ready(group.runs[0].config.to_dict())
     del config["train"]["seed"]
     header = (f"# The best configuration of sweep {sweep.name} by {sweep.settings.metric} ({sweep.settings.mode}): "
               f"{group.name}\n")
