@@ -16,6 +16,8 @@ from pathlib import Path
 
 import ray
 
+from ddpg.rundir import read_outcome
+
 WORK = Path(sys.argv[1])
 STORAGE = WORK / "shared"
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -35,7 +37,7 @@ base = "configs/pendulum.toml"
 "agent.tau" = { grid = [0.005, 0.02] }
 [sweep]
 seeds = [0]
-episodes = 15
+episodes = 60
 '''
 
 
@@ -43,6 +45,21 @@ def node(*args: str) -> subprocess.Popen:
     # Its own session, so that the node and everything it starts can be stopped by process group.
     return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--disable-usage-stats", *args],
                             start_new_session=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_node(session: int) -> None:
+    """SIGKILL every process of a node, as when its machine dies: Ray's workers leave the node's
+    process group, but not its session."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # the session id
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def results(folder: Path) -> dict[str, list[dict]]:
@@ -79,17 +96,16 @@ def main() -> None:
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.stdout.read()
             folders = [p for p in STORAGE.iterdir() if p.is_dir()]
             for name, lines in (results(folders[0]) if folders else {}).items():
-                if lines and lines[-1]["node"] == worker_id and lines[-1]["episode"] >= 3:
+                if lines and lines[-1]["node"] == worker_id and 3 <= lines[-1]["episode"] <= 40:
                     killed = name
                     run_dir = Path(lines[-1]["run_dir"])
                     rows_before = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)[:3]
-                    os.killpg(worker.pid, signal.SIGKILL)
+                    kill_node(worker.pid)
                     break
             time.sleep(0.2)
         output, _ = sweep.communicate(timeout=600)
         trial_results = results(folders[0])[killed]
-        outcomes = {p.name: json.loads((p / "outcome.json").read_text())["status"]
-                    for p in (folders[0] / "trials").iterdir()}
+        outcomes = {p.name: (read_outcome(p) or {}).get("status") for p in (folders[0] / "trials").iterdir()}
         seen = {"sweep_exit": sweep.returncode, "output": output[-3000:], "worker": worker_id,
                 "killed_trial": killed, "nodes_of_killed": sorted({r["node"] for r in trial_results}),
                 "episodes_of_killed": [r["episode"] for r in trial_results], "outcomes": outcomes,
@@ -98,10 +114,7 @@ def main() -> None:
     finally:
         for proc in (worker, head):
             if proc is not None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_node(proc.pid)
         print(json.dumps(seen))
 
 

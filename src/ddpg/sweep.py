@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import ConfigError, load_config, merge, with_values
-from .rundir import RunLock, is_run, read_outcome, write_outcome
+from .rundir import RunLock, in_use, is_run, read_outcome, write_outcome
 from .tracking import score_columns
 from .trainer import ENV_BYTES, Trainer, make_env, memory_needed
 
@@ -29,6 +29,7 @@ SWEEP_FILE, SWEEP_STATE = "sweep.toml", "sweep.json"
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 # A Ray worker process with torch imported, before any run allocates anything (measured: ~0.4 GB).
 WORKER_BYTES = 512 * 2**20
+LOCK_WAIT_SECONDS = 180  # longer than NFS's default 90 s lease, after which a dead client's locks go
 INSTALL = "ddpg sweep needs Ray Tune and Optuna: pip install 'ddpg[sweep]'"
 
 
@@ -227,6 +228,10 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any], folder: str) -> Non
     s = Sweep.from_dict(sweep)
     seed, values = _seed_and_values(s, params)
     run_dir = Path(folder) / TRIALS / trial_name(tune.get_context().get_trial_id(), values, seed)
+    # A retry after a node died: that node's lock on shared storage (NFS) lasts until its lease ends.
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while in_use(run_dir) and time.monotonic() < deadline:
+        time.sleep(1)
     if is_run(run_dir):
         trainer = Trainer.resume(run_dir)
     else:
