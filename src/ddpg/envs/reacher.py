@@ -19,7 +19,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import _reacher
+try:
+    from . import _reacher
+except ImportError as err:  # a checkout whose C extension was never built
+    raise ImportError("ddpg: the compiled Reacher physics (ddpg/envs/_reacher.c) is not built; "
+                      "run `pip install -e .` (it needs a C compiler and the Python headers)") from err
 
 PHYSICS_DT = 0.02
 PHYSICS_STEPS_PER_DECISION = 4
