@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: train test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/ddpg/envs/_reacher.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"

@@ -291,3 +291,99 @@ def test_render_shows_all_arms_and_video_is_written(tmp_path):
     with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
         write_video(frames, tmp_path / "a.avi", fps=12.5)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def numpy_decision(sim, actions, hand_observation=False):
+    """The NumPy implementation the compiled step replaced, kept as the oracle: one decision on the
+    sim's MuJoCo data, torques applied as body torques (xfrc_applied) for MuJoCo to map to the joints.
+    Returns the observation, the reward and the largest unconstrained link speed it met."""
+    m, d, n = sim.model, sim.data, sim.num_arms
+    links = slice(1, 2 * n + 1)
+    rot = d.ximat[links].reshape(n, 2, 3, 3)
+    cvel = d.cvel[links].reshape(n, 2, 6)
+    link_torque = d.xfrc_applied[links, 3:].reshape(n, 2, 3)
+    sites = d.site_xpos.reshape(n, 2, 3)
+    inertia = sim.inertia
+    drag = 1.0 - reacher.ANGULAR_DRAG * reacher.PHYSICS_DT
+    dt, steps = reacher.PHYSICS_DT, reacher.PHYSICS_STEPS_PER_DECISION
+    torque = np.zeros((n, 2, 3))
+    torque[:, :, :2] = -reacher.TORQUE_SCALE * actions.reshape(-1, 2, 2)
+    rows = np.empty((n, 2, 2, 3))
+    rows[:, :, 1] = torque * dt
+    hands = np.empty((steps, n, 3))
+    fastest = 0.0
+    for k in range(steps):
+        rows[:, :, 0] = cvel[..., :3]
+        local = rows @ rot
+        momentum = local[:, :, 0] * inertia + local[:, :, 1]
+        velocity = momentum * (1.0 / inertia)
+        speed = np.sqrt(np.einsum("nki,nki->nk", velocity, velocity))
+        fastest = max(fastest, speed.max())
+        keep = reacher.MAX_ANGULAR_SPEED / np.maximum(speed, reacher.MAX_ANGULAR_SPEED / drag)
+        correction = rot @ (momentum * ((keep - 1.0) / dt)[..., None])[..., None]
+        np.add(torque, correction[..., 0], out=link_torque)
+        mujoco.mj_fwdAcceleration(m, d)
+        d.qvel += dt * d.qacc_smooth
+        np.clip(d.qvel, -reacher.JOINT_SPEED_GUARD, reacher.JOINT_SPEED_GUARD, out=d.qvel)
+        d.qpos += dt * d.qvel
+        mujoco.mj_fwdPosition(m, d)
+        mujoco.mj_fwdVelocity(m, d)
+        np.subtract(sites[:, 1], sim.bases, out=hands[k])
+    angles = sim.goal_angle + sim.goal_step * np.arange(1, steps + 1)[:, None]
+    sim.goal_angle = angles[-1]
+    inside = np.linalg.norm(hands - sim.goal_positions(angles), axis=-1) < sim.reward_distance
+    mujoco.mj_sensorPos(m, d)
+    mujoco.mj_sensorVel(m, d)
+    raw = np.zeros((n, 36))
+    raw[:, 35] = 1.0
+    raw[:, :29] = d.sensordata.reshape(n, 29)
+    raw[:, :9].reshape(-1, 3, 3)[:] -= sim.bases[:, None]
+    raw[:, 29:32] = sim.goal_positions(sim.goal_angle)
+    raw[:, 32] = sim.goal_step
+    hand = reacher._HAND_TRUE if hand_observation else reacher._HAND_CONSTANT
+    gather = np.array(reacher._OBS_FROM + hand + [32])
+    obs = (raw[:, gather] * reacher._OBS_SIGN).astype(np.float32)
+    return obs, 0.01 * inside.sum(axis=0), fastest
+
+
+@pytest.mark.parametrize("policy, hand_observation, guard_acts", [
+    (random_policy, False, False),
+    (lambda obs, rng: rng.choice([-1.0, 1.0], (len(obs), 4)), False, False),
+    (ou_policy(), True, True),
+], ids=["normal", "saturated", "ornstein-uhlenbeck"])
+def test_compiled_decision_matches_the_numpy_physics(policy, hand_observation, guard_acts):
+    """Every decision of a long rollout, from the state the compiled step reached, agrees with the
+    NumPy oracle to rounding. Whole free-running trajectories cannot be compared: the arms are
+    chaotic, and differences of 1e-19 after one decision reach O(1) within a few hundred."""
+    sim = ReacherSim(5, hand_observation=hand_observation)
+    oracle = ReacherSim(5)
+    rng = np.random.default_rng(8)
+    obs = sim.reset(rng)
+    fastest = guarded = 0.0
+    for _ in range(2000):
+        actions = np.clip(policy(obs, rng), -1, 1)
+        oracle.data.qpos[:], oracle.data.qvel[:] = sim.data.qpos, sim.data.qvel
+        oracle.goal_angle, oracle.goal_step = sim.goal_angle.copy(), sim.goal_step.copy()
+        mujoco.mj_fwdPosition(oracle.model, oracle.data)
+        mujoco.mj_fwdVelocity(oracle.model, oracle.data)
+        expected_obs, expected_reward, speed = numpy_decision(oracle, actions, hand_observation)
+        obs, reward = sim.step(actions)
+        np.testing.assert_allclose(sim.data.qpos, oracle.data.qpos, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sim.data.qvel, oracle.data.qvel, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(obs, expected_obs, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(reward, expected_reward)
+        np.testing.assert_array_equal(sim.goal_angle, oracle.goal_angle)
+        fastest, guarded = max(fastest, speed), max(guarded, np.abs(sim.data.qvel).max())
+    assert fastest > 1.5 * reacher.MAX_ANGULAR_SPEED  # the speed cap acted
+    if guard_acts:
+        assert guarded == reacher.JOINT_SPEED_GUARD  # and so did the joint-speed guard
+
+
+def test_compiled_step_refuses_arrays_of_the_wrong_size():
+    sim = ReacherSim(2)
+    sim.reset(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="actions must be 8 contiguous values"):
+        sim.step(np.zeros((3, 4)))
+    sim.goal_angle = np.zeros(3)
+    with pytest.raises(ValueError, match="goal_angle must be 2 contiguous values"):
+        sim.step(np.zeros((2, 4)))
