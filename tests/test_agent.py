@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg.agent import DDPG, soft_update, td_target
+from ddpg.agent import DDPG, SoftUpdate, td_target
 from ddpg.config import AgentConfig, NoiseConfig
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
@@ -28,7 +28,7 @@ def test_soft_update_by_hand_including_batch_norm_statistics():
             p.fill_(1) if p.is_floating_point() else p.fill_(7)
         for p in target.state_dict().values():
             p.fill_(0) if p.is_floating_point() else p.fill_(0)
-    soft_update(target, local, tau=0.1)
+    SoftUpdate((target, local))(0.1)
     for name, value in target.state_dict().items():
         expected = 0.1 if value.is_floating_point() else 7
         assert torch.all(value == torch.tensor(expected, dtype=value.dtype)), name

@@ -73,6 +73,8 @@ class AgentConfig:
     """Maximum gradient norm of the critic (0: no clipping)."""
     actor_grad_clip: float = 0.0
     """Maximum gradient norm of the actor (0: no clipping)."""
+    compile: bool = False
+    """Compile the whole update into one graph (torch.compile): about 1.5x the updates/s; the first update waits for the compiler (about 40 s, 5 s from its disk cache)."""
 
 
 @dataclass

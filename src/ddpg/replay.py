@@ -28,11 +28,13 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0):
         self.capacity = capacity
-        self.obs = torch.zeros((capacity, obs_dim))
-        self.actions = torch.zeros((capacity, act_dim))
-        self.rewards = torch.zeros(capacity)
-        self.next_obs = torch.zeros((capacity, obs_dim))
-        self.terminated = torch.zeros(capacity)
+        # One row per transition, the fields side by side, so that a batch is one gather of whole
+        # rows (five gathers from five tensors cost more); each field is a view into it.
+        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 2))
+        o, a = obs_dim, act_dim
+        self._columns = [slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1]
+        for name, columns in zip(self.FIELDS, self._fields(self.storage)):
+            setattr(self, name, columns)
         self.position = 0  # where the next transition goes
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -43,6 +45,13 @@ class ReplayBuffer:
     @staticmethod
     def bytes_needed(capacity: int, obs_dim: int, act_dim: int) -> int:
         return 4 * capacity * (2 * obs_dim + act_dim + 2)
+
+    def _fields(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """obs, actions, rewards, next_obs, terminated: views into rows of the packed storage."""
+        return [rows[:, columns] for columns in self._columns]
+
+    def _batch(self, index: torch.Tensor, weights: torch.Tensor) -> Batch:
+        return Batch(*self._fields(self.storage[index]), weights, index)
 
     def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
         """Add a batch of transitions (one per environment), wrapping around when full; returns
@@ -58,8 +67,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(self.size, (batch_size,), generator=self.generator)
-        return Batch(self.obs[index], self.actions[index], self.rewards[index], self.next_obs[index],
-                     self.terminated[index], torch.ones(batch_size), index)
+        return self._batch(index, torch.ones(batch_size))
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """Uniform sampling keeps no priorities."""
@@ -158,9 +166,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         index = self.tree.find(mass)
         weights = importance_weights(self.tree.leaves[index] / total, self.size, self.beta)
         self.batches += 1
-        i = torch.from_numpy(index)
-        return Batch(self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i],
-                     torch.from_numpy(weights).float(), i)
+        return self._batch(torch.from_numpy(index), torch.from_numpy(weights).float())
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         priority = (td_errors.detach().abs().double().numpy() + self.epsilon) ** self.alpha
