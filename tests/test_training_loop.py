@@ -179,3 +179,23 @@ def test_solving_on_evaluations(tmp_path):
     assert trainer.train(progress=False) == 2  # the first evaluation scores 5
     with pytest.raises(ConfigError, match='train.solve_on: "eval" needs evaluations'):
         config("train.solve_on=eval")
+
+
+def test_prioritized_replay_in_the_trainer_updates_the_priorities_it_sampled():
+    trainer = Trainer(load_config(None, [*PENDULUM, "replay.prioritized=true", "replay.alpha=1.0",
+                                         "agent.warmup_steps=0"]), None)
+    drawn, updated = [], []
+    sample, update = trainer.buffer.sample, trainer.buffer.update_priorities
+    trainer.buffer.sample = lambda n: drawn.append(sample(n)) or drawn[-1]
+    trainer.buffer.update_priorities = lambda i, td: updated.append((i.clone(), td.clone())) or update(i, td)
+    trainer.train(progress=False)
+    # 2 episodes x 200 steps, learning every 50 steps, 2 updates each time
+    assert len(drawn) == len(updated) == 2 * 200 // 50 * 2
+    for batch, (indices, td_errors) in zip(drawn, updated):
+        assert torch.equal(batch.indices, indices) and (td_errors >= 0).all()
+    latest = {}  # alpha 1: each leaf holds |TD error| + epsilon of its latest update
+    for indices, td_errors in updated:
+        latest.update(zip(indices.tolist(), td_errors.double().tolist()))
+    index = np.array(list(latest))
+    np.testing.assert_allclose(trainer.buffer.tree.leaves[index],
+                               np.array(list(latest.values())) + trainer.config.replay.epsilon, rtol=1e-6)

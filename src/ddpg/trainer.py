@@ -26,7 +26,7 @@ from .agent import DDPG
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, EnvConfig, load_config, warnings_for
 from .noise import Noise, noise_scale
-from .replay import PrioritizedReplayBuffer, ReplayBuffer
+from .replay import PrioritizedReplayBuffer, ReplayBuffer, SumTree
 from .rundir import (BEST_CHECKPOINT, CHECKPOINTS, RunDirError, RunLock, claim_default, claim_new, contents,
                      read_config_file, write_config_file, write_outcome)
 from .scores import solved_episode, trailing_average
@@ -103,8 +103,9 @@ def memory_needed(config: Config, obs_dim: int, act_dim: int) -> tuple[int, int,
     parameters = sum(p.numel() for net in (shapes.actor, shapes.critic) for p in net.parameters())
     # Local and target copies, gradients and Adam's two moments: five floats per parameter.
     networks = 5 * 4 * parameters
-    # A checkpoint copies what the buffer holds while it is written.
-    buffer = ReplayBuffer.bytes_needed(config.agent.buffer_size, obs_dim, act_dim) * (2 if config.train.save_buffer else 1)
+    # Checkpoints write the buffer without copying it, so it counts once; prioritized replay adds its tree.
+    n = config.agent.buffer_size
+    buffer = ReplayBuffer.bytes_needed(n, obs_dim, act_dim) + (SumTree.bytes_needed(n) if config.replay.prioritized else 0)
     return parameters, networks, buffer
 
 
@@ -358,7 +359,7 @@ class Trainer:
         self._half_range = (self.high - self.low) / 2  # noise is in units of half the action range
         parameters, networks, buffer = memory_needed(c, self.obs_dim, self.act_dim)
         check_memory("agent.actor_hidden, agent.critic_hidden", f"networks of {parameters:,} parameters", networks)
-        check_memory("agent.buffer_size", f"{c.agent.buffer_size:,} transitions (and a copy while checkpointing)",
+        check_memory("agent.buffer_size", f"{c.agent.buffer_size:,} transitions",
                      buffer + networks)
         random.seed(c.train.seed)
         torch.manual_seed(c.train.seed)
