@@ -428,7 +428,10 @@ def _run(sweep: Sweep, folder: Path, ray, tune, address: str | None, restore: bo
                     tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, search_alg=search,
                                                 scheduler=_scheduler(sweep), num_samples=samples,
                                                 trial_name_creator=name,
-                                                trial_dirname_creator=name),
+                                                trial_dirname_creator=name,
+                                                # a trial starting in a worker that already imported
+                                                # torch and the env skips seconds of start-up
+                                                reuse_actors=True),
                     run_config=tune.RunConfig(name="ray", storage_path=str(folder), verbose=0,
                                               failure_config=tune.FailureConfig(max_failures=3),
                                               callbacks=[_progress(tune)]))
