@@ -235,3 +235,16 @@ def test_the_actor_step_leaves_the_critics_batch_norm_statistics_alone():
     norm = agent.critic.state_layer[0]
     assert norm.num_batches_tracked == 1  # the critic's loss moved them, the actor's loss did not
     assert agent.critic.training
+
+
+def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
+    eager, compiled = _agent(False), _agent(False)
+
+    def no_compiler(*args):
+        raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found\nmore"), None)
+    compiled._compiled_update = no_compiler
+    for batch in _batches(2):
+        torch.testing.assert_close(eager.learn(batch)["td_error"], compiled.learn(batch)["td_error"])
+    assert compiled._compiled_update is None and compiled.updates == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ddpg: warning: agent.compile: compiling the update failed (no C++ compiler found); it runs uncompiled"]

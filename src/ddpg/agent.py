@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import torch
@@ -112,8 +113,20 @@ class DDPG:
 
     def learn(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update of critic then actor, then the soft update. Returns losses and |TD errors|."""
-        update = self._compiled_update or self._update
-        out = update(batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
+        args = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
+        if self._compiled_update is None:
+            out = self._update(*args)
+        else:
+            try:
+                out = self._compiled_update(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler on this machine
+                # Compiling fails before the graph runs, so nothing has changed yet: the same update
+                # runs uncompiled, as it will from now on.
+                reason = (str(err.inner_exception).strip().splitlines() or [type(err.inner_exception).__name__])[0]
+                print(f"ddpg: warning: agent.compile: compiling the update failed ({reason}); it runs uncompiled",
+                      file=sys.stderr)
+                self._compiled_update = None
+                out = self._update(*args)
         self.updates += 1
         return out
 
