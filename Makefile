@@ -6,25 +6,31 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Training needs only the core; the tests need every extra (Ray Tune for the sweeps).
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: train test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/ddpg/envs/_reacher.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(TEST_STAMP)
 
 train: $(STAMP)
 	$(BIN)/ddpg train --config configs/reacher.toml
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Every figure of docs/benchmarks.md; takes about two hours on 2 cores.
-bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[test,bench]"
+bench: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/reacher_calibration.py
 	$(BIN)/python benchmarks/replay_speed.py

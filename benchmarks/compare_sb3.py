@@ -1,12 +1,15 @@
-"""Stable-Baselines3's DDPG against ours on Pendulum-v1 with identical (rl-zoo) settings, same run.
+"""Stable-Baselines3's DDPG against ours on a Gymnasium task with identical (rl-zoo) settings, same run.
 
-Settings: 20,000 steps, 10,000 warm-up steps of random actions, 400-300 networks (ours: no batch
-norm, ReLU, as SB3's), batch 256, lr 1e-3, gamma 0.98, tau 0.005, Gaussian noise 0.1, one update per
-step, no gradient clipping. Prints wall times, their ratio, and the deterministic-evaluation return
-(10 episodes) of both, per seed and summarized; then our learner's updates/s against a plain-PyTorch
-update loop of the same shapes (the ceiling).
+Settings (rl-zoo's DDPG): 400-300 networks (ours: no batch norm, ReLU, the action at the critic's
+input, as SB3's), batch 256, lr 1e-3, tau 0.005, Gaussian noise 0.1 (of the half action range: SB3
+adds it to the action scaled to [-1, 1]), one update per step after the warm-up of random actions,
+no gradient clipping; per task (TASKS): the step budget, warm-up, gamma and buffer. Our run ends at
+the end of the episode in which the budget is reached (at most one episode more than SB3's).
+Prints wall times, their ratio, and the deterministic-evaluation return (10 episodes) of both, per
+seed and summarized; then, for Pendulum, our learner's updates/s against a plain-PyTorch update
+loop of the same shapes (the ceiling).
 
-Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--seeds 3]
+Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--task InvertedPendulum-v5] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -26,11 +29,18 @@ from ddpg.config import load_config
 from ddpg.replay import ReplayBuffer
 from ddpg.trainer import Trainer
 
-STEPS, WARMUP, EVAL_EPISODES = 20_000, 10_000, 10
+EVAL_EPISODES = 10
+# env id: (step budget, warm-up steps, gamma, buffer size)
+TASKS = {
+    "Pendulum-v1": (20_000, 10_000, 0.98, 200_000),
+    "InvertedPendulum-v5": (20_000, 1_000, 0.99, 200_000),
+    "HalfCheetah-v5": (100_000, 10_000, 0.99, 1_000_000),
+    "Hopper-v5": (100_000, 10_000, 0.99, 1_000_000),
+}
 
 
-def evaluate(act, seed: int) -> float:
-    env = gym.make("Pendulum-v1")
+def evaluate(task: str, act, seed: int) -> float:
+    env = gym.make(task)
     returns = []
     for e in range(EVAL_EPISODES):
         obs, _ = env.reset(seed=10_000 + 100 * seed + e)
@@ -43,31 +53,37 @@ def evaluate(act, seed: int) -> float:
     return float(np.mean(returns))
 
 
-def run_sb3(seed: int) -> tuple[float, float]:
+def run_sb3(task: str, seed: int) -> tuple[float, float]:
     from stable_baselines3 import DDPG
     from stable_baselines3.common.noise import NormalActionNoise
 
-    env = gym.make("Pendulum-v1")
-    model = DDPG("MlpPolicy", env, learning_rate=1e-3, buffer_size=200_000, learning_starts=WARMUP,
-                 batch_size=256, tau=0.005, gamma=0.98, train_freq=1, gradient_steps=1,
-                 action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+    steps, warmup, gamma, buffer = TASKS[task]
+    env = gym.make(task)
+    act_dim = env.action_space.shape[0]
+    model = DDPG("MlpPolicy", env, learning_rate=1e-3, buffer_size=buffer, learning_starts=warmup,
+                 batch_size=256, tau=0.005, gamma=gamma, train_freq=1, gradient_steps=1,
+                 action_noise=NormalActionNoise(np.zeros(act_dim), 0.1 * np.ones(act_dim)),
                  policy_kwargs={"net_arch": [400, 300]}, seed=seed, device="cpu")
     start = time.perf_counter()
-    model.learn(STEPS)
+    model.learn(steps)
     seconds = time.perf_counter() - start
-    return seconds, evaluate(lambda obs: model.predict(obs, deterministic=True)[0], seed)
+    return seconds, evaluate(task, lambda obs: model.predict(obs, deterministic=True)[0], seed)
 
 
-def run_ours(seed: int) -> tuple[float, float]:
+def run_ours(task: str, seed: int) -> tuple[float, float]:
+    steps, warmup, gamma, buffer = TASKS[task]
+    # configs/pendulum.toml holds the rl-zoo settings; the task's own figures go on top.
     config = load_config(Path(__file__).parent.parent / "configs" / "pendulum.toml",
-                         [f"train.seed={seed}", "train.target_score=none", f"train.episodes={STEPS // 200}",
+                         [f"env.id={task}", f"agent.gamma={gamma}", f"agent.warmup_steps={warmup}",
+                          f"agent.buffer_size={buffer}", f"train.steps={steps}", f"train.episodes={steps}",
+                          f"train.seed={seed}", "train.target_score=none", "train.window=1",
                           "train.tensorboard=false", "train.save_buffer=false"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp))
         start = time.perf_counter()
         trainer.train(progress=False)
         seconds = time.perf_counter() - start
-    return seconds, evaluate(lambda obs: trainer.agent.act(obs[None])[0], seed)
+    return seconds, evaluate(task, lambda obs: trainer.agent.act(obs[None])[0], seed)
 
 
 def plain_updates_per_second(obs_dim: int, act_dim: int, batch: int, seconds: float = 5.0) -> float:
@@ -118,12 +134,14 @@ def our_updates_per_second(obs_dim: int, act_dim: int, batch: int, seconds: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", choices=list(TASKS), default="Pendulum-v1")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    print(f"{args.task}: {TASKS[args.task][0]:,} steps, {args.seeds} seeds", flush=True)
     rows = []
     for seed in range(args.seeds):
-        sb3_s, sb3_r = run_sb3(seed)
-        our_s, our_r = run_ours(seed)
+        sb3_s, sb3_r = run_sb3(args.task, seed)
+        our_s, our_r = run_ours(args.task, seed)
         rows.append((sb3_s, sb3_r, our_s, our_r))
         print(f"seed {seed}: SB3 {sb3_s:6.1f} s, return {sb3_r:7.1f} | ours {our_s:6.1f} s, "
               f"return {our_r:7.1f} | time ratio ours/SB3 {our_s / sb3_s:.2f}", flush=True)
@@ -131,6 +149,8 @@ def main() -> None:
     print(f"SB3:  {r[:, 0].mean():6.1f} +- {r[:, 0].std():4.1f} s, return {r[:, 1].mean():7.1f} +- {r[:, 1].std():5.1f}")
     print(f"ours: {r[:, 2].mean():6.1f} +- {r[:, 2].std():4.1f} s, return {r[:, 3].mean():7.1f} +- {r[:, 3].std():5.1f}")
     print(f"time ratio ours/SB3: median {np.median(r[:, 2] / r[:, 0]):.2f}")
+    if args.task != "Pendulum-v1":
+        return
     for obs_dim, act_dim, batch in ((3, 1, 256), (33, 4, 256)):
         ours, plain = our_updates_per_second(obs_dim, act_dim, batch), plain_updates_per_second(obs_dim, act_dim, batch)
         print(f"updates/s, 400-300, batch {batch}, obs {obs_dim}, act {act_dim}: ours {ours:.0f}, "

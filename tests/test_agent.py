@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg.agent import DDPG, soft_update, td_target
+from ddpg.agent import DDPG, SoftUpdate, td_target
 from ddpg.config import AgentConfig, NoiseConfig
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
-from ddpg.replay import ReplayBuffer
-from ddpg.trainer import solved_episode, trailing_average
+from ddpg.replay import Batch, ReplayBuffer
+from ddpg.scores import solved_episode, trailing_average
 
 
 def test_td_target_by_hand():
@@ -28,7 +28,7 @@ def test_soft_update_by_hand_including_batch_norm_statistics():
             p.fill_(1) if p.is_floating_point() else p.fill_(7)
         for p in target.state_dict().values():
             p.fill_(0) if p.is_floating_point() else p.fill_(0)
-    soft_update(target, local, tau=0.1)
+    SoftUpdate((target, local))(0.1)
     for name, value in target.state_dict().items():
         expected = 0.1 if value.is_floating_point() else 7
         assert torch.all(value == torch.tensor(expected, dtype=value.dtype)), name
@@ -200,3 +200,51 @@ def test_action_joins_the_critic_where_configured():
     linears = [m for m in second.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(5, 16), (18, 8), (8, 1)]
     assert second(torch.randn(3, 5), torch.randn(3, 2)).shape == (3,)
+
+
+def _agent(batch_norm: bool, seed: int = 0) -> DDPG:
+    torch.manual_seed(seed)
+    config = AgentConfig(actor_hidden=[16, 16], critic_hidden=[16, 16], batch_norm=batch_norm,
+                         layer_norm=not batch_norm, critic_grad_clip=1.0, actor_grad_clip=0.5)
+    return DDPG(5, np.full(2, -1.0), np.ones(2), config)
+
+
+def _batches(n: int) -> list[Batch]:
+    g = torch.Generator().manual_seed(1)
+    return [Batch(torch.randn(32, 5, generator=g), torch.rand(32, 2, generator=g) * 2 - 1,
+                  torch.rand(32, generator=g), torch.randn(32, 5, generator=g),
+                  (torch.rand(32, generator=g) < 0.1).float(), torch.rand(32, generator=g) + 0.5,
+                  torch.arange(32)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_functional_update_that_compile_uses_equals_the_autograd_one(batch_norm):
+    eager, functional = _agent(batch_norm), _agent(batch_norm)
+    for batch in _batches(5):
+        a = eager._update(*batch[:6])
+        b = functional._functional_update(*batch[:6])
+        torch.testing.assert_close(a["td_error"], b["td_error"])
+    for name in DDPG._PARTS[:4]:
+        for (key, x), y in zip(getattr(eager, name).state_dict().items(), getattr(functional, name).state_dict().values()):
+            torch.testing.assert_close(x, y, msg=f"{name}.{key}")
+
+
+def test_the_actor_step_leaves_the_critics_batch_norm_statistics_alone():
+    agent = _agent(batch_norm=True)
+    agent.learn(_batches(1)[0])
+    norm = agent.critic.state_layer[0]
+    assert norm.num_batches_tracked == 1  # the critic's loss moved them, the actor's loss did not
+    assert agent.critic.training
+
+
+def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
+    eager, compiled = _agent(False), _agent(False)
+
+    def no_compiler(*args):
+        raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found\nmore"), None)
+    compiled._compiled_update = no_compiler
+    for batch in _batches(2):
+        torch.testing.assert_close(eager.learn(batch)["td_error"], compiled.learn(batch)["td_error"])
+    assert compiled._compiled_update is None and compiled.updates == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ddpg: warning: agent.compile: compiling the update failed (no C++ compiler found); it runs uncompiled"]

@@ -2,36 +2,26 @@
 
 import errno
 import os
-import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ddpg import checkpoint as checkpoint_module
 from ddpg.agent import DDPG
-from ddpg.checkpoint import load_checkpoint
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
-from ddpg.tracking import repair_csv
+from ddpg.rundir import read_outcome
+from ddpg.tracking import COLUMNS, repair_metrics
 from ddpg.trainer import Trainer, TrainingError
+from runs import assert_same_run, cli, final_state
 
 SMALL = ["env.num_envs=2", "agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]",
          "agent.batch_size=64", "agent.learn_every=50", "agent.updates_per_learn=4",
-         "agent.buffer_size=20000", "train.tensorboard=false", "train.threads=1", "train.seed=5"]
-
-
-def cli(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ddpg.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def final_state(run_dir: Path) -> dict:
-    return load_checkpoint(sorted((run_dir / "checkpoints").glob("*.pt"))[-1])
+         "agent.buffer_size=20000", "train.tensorboard=false", "train.threads=1", "train.seed=5",
+         "train.target_score=none"]
 
 
 def wait_for(predicate, timeout=300.0):
@@ -42,26 +32,24 @@ def wait_for(predicate, timeout=300.0):
 
 
 def test_sigkill_then_resume_ends_identical_to_an_uninterrupted_run(tmp_path):
-    options = [*SMALL, "train.episodes=4", "train.checkpoint_every=1"]
+    options = [*SMALL, "train.episodes=5", "train.checkpoint_every=1"]
     Trainer(load_config(None, options), tmp_path / "whole").train(progress=False)
 
     run = tmp_path / "killed"
     proc = cli("train", "--quiet", "--run-dir", str(run), *options)
-    wait_for(lambda: (run / "checkpoints" / "episode_000001.pt").exists())
-    time.sleep(random.Random().uniform(0.0, 1.0))  # anywhere in the episodes that follow
-    proc.send_signal(signal.SIGKILL)
+    checkpoints = run / "checkpoints"
+    wait_for(lambda: (checkpoints / "episode_000002.pt").exists())
+    proc.send_signal(signal.SIGKILL)  # during episode 3: an episode takes about a second
     proc.wait()
+    assert not (checkpoints / "episode_000003.pt").exists()  # killed unfinished, not after the end
     resumed = cli("train", "--quiet", "--resume", str(run))
-    assert resumed.wait() == 0, resumed.stderr.read()
+    out, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert "from episode_000002.pt (episode 2)" in out
 
-    whole, killed = final_state(tmp_path / "whole"), final_state(run)
-    assert killed["episode"] == 4 and killed["scores"] == whole["scores"]
-    for part in ("actor", "critic", "actor_target", "critic_target"):
-        for name, value in whole["agent"][part].items():
-            assert torch.equal(value, killed["agent"][part][name]), f"{part}.{name}"
-    assert torch.equal(whole["buffer"]["obs"], killed["buffer"]["obs"])
+    assert_same_run(final_state(tmp_path / "whole"), final_state(run))
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
 
 
 def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path):
@@ -75,6 +63,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path):
     assert "stopped by signal" in out and f"--resume {run}" in out
     stopped = final_state(run)
     done = stopped["episode"]
+    assert read_outcome(run)["status"] == "stopped" and read_outcome(run)["episode"] == done
     assert 1 <= done < 1000
     resumed = cli("train", "--quiet", "--resume", str(run), f"train.episodes={done + 1}")
     assert resumed.wait() == 0, resumed.stderr.read()
@@ -99,6 +88,8 @@ def test_injected_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp
     assert len(err.splitlines()) == 1
     assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["episode_000001.pt"]
     assert final_state(run)["episode"] == 1
+    outcome = read_outcome(run)
+    assert outcome["status"] == "failed" and outcome["reason"].startswith("TrainingError: non-finite critic_loss")
 
 
 def test_non_finite_action_is_caught(tmp_path):
@@ -127,14 +118,28 @@ def test_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path, mo
 
 
 def test_replay_buffer_that_cannot_fit_is_refused_with_the_figure(tmp_path):
-    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10000000000 transitions need 2682.2 GiB"):
-        Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000"]), tmp_path)
+    # 288 bytes a Reacher transition (2 x 33 + 4 + 2 floats): 2.88e12 bytes = 2682.2 GiB
+    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10,000,000,000 transitions .*need 2,682.2 GiB"):
+        Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000", "train.save_buffer=false"]), tmp_path)
 
 
-def test_metrics_file_cut_by_a_kill_is_repaired(tmp_path):
+def metrics_line(episode: int, scores: list[float], window_scores: list[float]) -> str:
+    """A row as the trainer writes it, with the score columns of `scores` and NaN elsewhere."""
+    values = dict.fromkeys(COLUMNS, "nan") | {
+        "episode": str(episode), "score": repr(float(np.mean(scores))), "score_std": repr(float(np.std(scores))),
+        "score_min": repr(float(min(scores))), "score_max": repr(float(max(scores))),
+        "trailing_avg": repr(float(np.mean(window_scores)))}
+    return ",".join(values[k] for k in COLUMNS) + "\n"
+
+
+def test_metrics_file_cut_by_a_kill_is_repaired_without_a_backup(tmp_path):
+    history = [[0.5, 0.5], [0.7, 0.9]]
+    header = ",".join(COLUMNS) + "\n"
+    rows = [metrics_line(1, history[0], [0.5]), metrics_line(2, history[1], [0.5, 0.8])]
     path = tmp_path / "metrics.csv"
-    path.write_text("episode,score\n1,0.5\n2,0.7\n3,0.")
-    repair_csv(path, last_episode=2)
-    assert path.read_text() == "episode,score\n1,0.5\n2,0.7\n"
-    repair_csv(path, last_episode=1)  # rows after the checkpoint are replayed on resume
-    assert path.read_text() == "episode,score\n1,0.5\n"
+    path.write_text(header + rows[0] + rows[1] + "3,0.")
+    assert repair_metrics(path, history, window=100) is None
+    assert path.read_text() == header + rows[0] + rows[1]
+    assert repair_metrics(path, history[:1], window=100) is None  # rows after the checkpoint are replayed
+    assert path.read_text() == header + rows[0]
+    assert not list(tmp_path.glob("*.damaged*"))

@@ -20,9 +20,12 @@ def test_tree_totals_and_search_by_hand():
     assert tree.find(np.array([10.5])).tolist() == [99]  # the very top stays on a leaf with mass
 
 
-def test_a_million_leaves_in_four_levels():
+def test_a_million_leaves_in_four_levels_sized_to_the_capacity():
     tree = SumTree(1_000_000)
-    assert [len(level) for level in tree.levels] == [32, 32 ** 2, 32 ** 3, 32 ** 4]
+    # 1,000,000 leaves = 31,250 nodes of 32 -> 977 -> 31 nodes, each level rounded up to whole nodes
+    assert [len(level) for level in tree.levels] == [32, 992, 31_264, 1_000_000]
+    assert SumTree.level_sizes(2_000_000)[-1] == 2_000_000  # not 32^5 = 33.5 million leaves
+    assert SumTree.bytes_needed(1_000_000) == 8 * (2 * (32 + 992 + 31_264 + 1_000_000) - 1_000_000)
     rng = np.random.default_rng(0)
     index = rng.choice(1_000_000, 5000, replace=False)
     values = rng.random(5000)
@@ -52,6 +55,41 @@ def test_alpha_flattens_priorities():
     assert buffer.max_priority == pytest.approx(4.0)
 
 
+def test_the_tree_keeps_the_maximum_of_each_node():
+    tree = SumTree(100)
+    tree.set(np.array([0, 40, 99]), np.array([1.0, 4.0, 10.0]))
+    assert tree.max == 10.0 and tree.maxima[0][3] == 10.0 and tree.maxima[0][1] == 4.0
+    tree.set(np.array([99]), np.array([0.5]))
+    assert tree.max == 4.0
+
+
+def test_new_transitions_enter_at_the_largest_priority_held_not_the_largest_ever():
+    buffer = PrioritizedReplayBuffer(4, 1, 1, alpha=1.0, epsilon=1e-12)
+    assert buffer.max_priority == 1.0  # empty
+    buffer.add(np.zeros((3, 1)), np.zeros((3, 1)), np.zeros(3), np.zeros((3, 1)), np.zeros(3))
+    # Reacher-sized TD errors: all far below 1. Entries after them must not come in at 1.
+    buffer.update_priorities(torch.arange(3), torch.tensor([0.02, 0.05, 0.01]))
+    buffer.add(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    np.testing.assert_allclose(buffer.tree.leaves[3], 0.05)
+    buffer.update_priorities(torch.tensor([1, 3]), torch.tensor([0.03, 0.03]))  # the 0.05s come down
+    assert buffer.max_priority == pytest.approx(0.03)
+    # Overwriting the slot that holds the largest (index 0 after wrap-around) drops it first.
+    buffer.update_priorities(torch.tensor([0]), torch.tensor([0.5]))
+    buffer.add(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    np.testing.assert_allclose(buffer.tree.leaves[:4], [0.03, 0.03, 0.01, 0.03])
+
+
+def test_sample_returns_the_importance_weights_of_what_it_drew():
+    buffer = PrioritizedReplayBuffer(4, 1, 1, alpha=1.0, beta=0.5, beta_steps=10**9, epsilon=1e-12)
+    buffer.add(np.zeros((4, 1)), np.zeros((4, 1)), np.zeros(4), np.zeros((4, 1)), np.zeros(4))
+    buffer.update_priorities(torch.arange(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    batch = buffer.sample(64)
+    # P = p / 10; (N P)^-0.5 = (0.4 p)^-0.5; the largest weight is that of p = 1: 0.4^-0.5
+    expected = (0.4 * (batch.indices.numpy() + 1.0)) ** -0.5 / 0.4 ** -0.5
+    assert 0 in batch.indices  # so that the division by the batch's largest is the one by hand
+    np.testing.assert_allclose(batch.weights.numpy(), expected, rtol=1e-6)
+
+
 def test_importance_weights_by_hand():
     weights = importance_weights(np.array([0.5, 0.25, 0.125]), size=4, beta=1.0)
     # (4 * P)^-1 = 0.5, 1, 2; divided by the largest, 2
@@ -77,8 +115,9 @@ def test_new_transitions_get_the_largest_priority_and_wrap_around():
     buffer.update_priorities(torch.arange(4), torch.tensor([1.0, 5.0, 2.0, 3.0]))
     buffer.add(np.ones((2, 1)), np.zeros((2, 1)), [10.0, 11.0], np.zeros((2, 1)), np.zeros(2))
     assert buffer.rewards.tolist() == [10.0, 11.0, 2.0, 3.0]  # the oldest two were overwritten
-    np.testing.assert_allclose(buffer.tree.leaves[:4], [5.0, 5.0, 2.0, 3.0])
-    assert buffer.tree.leaves[4:].sum() == 0 and buffer.tree.total == pytest.approx(15.0)
+    # The 1.0 and 5.0 left with the transitions they belonged to: the largest held is 3.0
+    np.testing.assert_allclose(buffer.tree.leaves[:4], [3.0, 3.0, 2.0, 3.0])
+    assert buffer.tree.leaves[4:].sum() == 0 and buffer.tree.total == pytest.approx(11.0)
     batch = buffer.sample(4)
     assert (batch.indices < 4).all() and batch.weights.max() == 1.0
 

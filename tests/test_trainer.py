@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg.cli import _run_policy, main
+from ddpg.cli import main
 from ddpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddpg.config import ConfigError, load_config
-from ddpg.trainer import Trainer, agent_from_checkpoint, make_env
+from ddpg.trainer import Trainer, agent_from_checkpoint, make_env, run_policy
 
 
 class CountdownEnv(gym.Env):
@@ -86,7 +86,7 @@ def test_checkpoint_round_trip_keeps_parameters_predictions_and_replay(tmp_path)
     np.testing.assert_array_equal(agent.act(obs), trainer.agent.act(obs))
     for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
         assert torch.equal(payload["buffer"][name], getattr(trainer.buffer, name)[:len(trainer.buffer)])
-    resumed = Trainer(trainer.config, tmp_path, resume=True)
+    resumed = Trainer.resume(tmp_path)
     assert resumed.episode == 1 and resumed.scores == trainer.scores
     for p, q in zip(resumed.agent.critic_target.parameters(), trainer.agent.critic_target.parameters()):
         assert torch.equal(p, q)
@@ -156,10 +156,14 @@ def test_config_file_and_overrides_layer(tmp_path):
         load_config(tmp_path / "absent.toml")
 
 
+def test_built_in_defaults_are_the_tuned_reacher_config():
+    assert load_config() == load_config("configs/reacher.toml")
+
+
 def test_shipped_configs_load():
     from pathlib import Path
     names = sorted(p.stem for p in Path("configs").glob("*.toml"))
-    assert {"reacher", "pendulum", "reacher-100", "reacher-1000"} <= set(names)
+    assert {"reacher", "pendulum", "reacher-100", "reacher-1000", "reacher-writeup"} <= set(names)
     for name in names:
         load_config(f"configs/{name}.toml")
 
@@ -184,20 +188,20 @@ def test_pendulum_learns_what_random_play_cannot(tmp_path):
     trainer = Trainer(config, tmp_path)
     trainer.train(progress=False)
     env = make_env(config.env, num_envs=5)
-    learned = _run_policy(env, trainer.agent.act, 1, seed=99).mean()
+    learned = run_policy(env, trainer.agent.act, 1, seed=99).mean()
     rng = np.random.default_rng(0)
-    random = _run_policy(env, lambda obs: rng.uniform(-2, 2, (5, 1)).astype(np.float32), 1, seed=99).mean()
+    random = run_policy(env, lambda obs: rng.uniform(-2, 2, (5, 1)).astype(np.float32), 1, seed=99).mean()
     assert random < -900  # Pendulum's random play is about -1200
     assert learned > -400
 
 
 @pytest.mark.slow
 def test_reacher_short_run_learns_far_above_random(tmp_path):
-    config = load_config("configs/reacher.toml", ["train.episodes=8", "train.tensorboard=false"])
+    config = load_config(None, ["train.episodes=8", "train.tensorboard=false"])  # the built-in defaults
     trainer = Trainer(config, tmp_path)
     trainer.train(progress=False)
     env = make_env(config.env)
-    learned = _run_policy(env, trainer.agent.act, 1, seed=99).mean()
+    learned = run_policy(env, trainer.agent.act, 1, seed=99).mean()
     assert learned > 2.0  # random play scores 0.16 (docs/reacher.md)
     assert np.mean(trainer.mean_scores[-3:]) > 2.0
     assert json.loads((tmp_path / "config.json").read_text())["env"]["num_envs"] == 20

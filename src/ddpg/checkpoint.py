@@ -48,11 +48,24 @@ def _non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
+def _verify(path: Path) -> None:
+    """Check every stored member against the CRC-32 the zip format keeps for it: torch.load itself
+    would read damaged weights without a word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(err).splitlines()[0]})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint: {bad} does not match its checksum")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The payload; CheckpointError for a missing, truncated, corrupt, unsafe or non-finite file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    _verify(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

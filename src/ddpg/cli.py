@@ -1,39 +1,22 @@
-"""The `ddpg` command: train, evaluate, watch, plot, and a scripted Reacher demo."""
+"""The `ddpg` command: train, evaluate, watch, plot, sweep, and a scripted Reacher demo."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
-from .trainer import (CONFIG_FILE, Trainer, TrainingError, agent_from_checkpoint, episode_seed,
-                      make_env, resolve_checkpoint)
-
-
-def _run_policy(env, policy, episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
-    """Per-episode, per-env scores of a deterministic policy (first episode of each env counts)."""
-    scores = np.zeros((episodes, env.num_envs))
-    for e in range(episodes):
-        obs, _ = env.reset(seed=episode_seed(seed, e))
-        active = np.ones(env.num_envs, bool)
-        while active.any():
-            if frames is not None:
-                frames.append(env.render())
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            scores[e] += reward * active
-            active &= ~(terminated | truncated)
-    return scores
+from .trainer import (Trainer, TrainingError, agent_from_checkpoint, make_env, resolve_checkpoint,
+                      run_config, run_policy)
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
-    path = resolve_checkpoint(target)
-    payload = load_checkpoint(path)
+    path, payload = resolve_checkpoint(target)
     config = load_config(base=payload["config"])
     env = make_env(config.env, render_mode=render_mode, num_envs=num_envs)
     agent = agent_from_checkpoint(payload, env, path)
@@ -43,23 +26,24 @@ def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | N
 def _train(args: argparse.Namespace) -> None:
     from .plot import plot_run
 
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    # A budget flag given alone is the run's only budget (on --resume too: it replaces the old one).
+    if args.episodes is not None:
+        overrides += [f"train.episodes={args.episodes}"] + (["train.steps=none"] if args.steps is None else [])
+    if args.steps is not None:
+        overrides += [f"train.steps={args.steps}"] + (["train.episodes=none"] if args.episodes is None else [])
     if args.resume:
-        run_dir = Path(args.resume)
-        saved = run_dir / CONFIG_FILE
-        if not saved.exists():
-            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        config = load_config(base=json.loads(saved.read_text()), overrides=args.overrides)
+        for flag, value in (("--config", args.config), ("--run-dir", args.run_dir)):
+            if value:
+                raise ConfigError(f"{flag}: cannot be used with --resume (a resumed run keeps its folder and "
+                                  "config; change single keys as section.key=value)")
+        trainer = Trainer.resume(Path(args.resume), overrides)
     else:
-        overrides = list(args.overrides)
-        if args.seed is not None:
-            overrides.append(f"train.seed={args.seed}")
-        if args.episodes is not None:
-            overrides.append(f"train.episodes={args.episodes}")
         config = load_config(args.config, overrides)
-        run_dir = Path(args.run_dir or f"runs/{config.env.id.split('/')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "checkpoints").exists():
-            raise ConfigError(f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --run-dir")
-    trainer = Trainer(config, run_dir, resume=bool(args.resume))
+        trainer = Trainer(config, Path(args.run_dir) if args.run_dir else None)
+    config, run_dir = trainer.config, trainer.run_dir
     start = time.perf_counter()
     solved = trainer.train(progress=not args.quiet)
     elapsed = time.perf_counter() - start
@@ -72,7 +56,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     path, payload, env, agent = _loaded_agent(args.target, num_envs=args.envs)
-    scores = _run_policy(env, agent.act, args.episodes, args.seed)
+    scores = run_policy(env, agent.act, args.episodes, args.seed)
     per_episode = scores.mean(axis=1)
     print(f"{path} (episode {payload['episode']}): deterministic policy, {args.episodes} episode(s) x "
           f"{env.num_envs} env(s): mean {per_episode.mean():.2f} +- {per_episode.std():.2f} over episodes; "
@@ -86,7 +70,7 @@ def _watch(args: argparse.Namespace) -> None:
     if hasattr(env.unwrapped, "overlay"):
         env.unwrapped.overlay = True  # Reacher writes the step and the running score on each frame
     frames: list = []
-    scores = _run_policy(env, agent.act, 1, args.seed, frames)
+    scores = run_policy(env, agent.act, 1, args.seed, frames)
     fps = env.metadata.get("render_fps") or 30
     print(f"{path}: score {scores.mean():.2f}; {describe_video(write_video(frames, args.out, fps), frames)}")
     env.close()
@@ -95,11 +79,22 @@ def _watch(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
     from .plot import plot_run
     run_dir = Path(args.run_dir)
-    target, window = None, 100
-    if (run_dir / CONFIG_FILE).exists():
-        train = json.loads((run_dir / CONFIG_FILE).read_text())["train"]
-        target, window = train["target_score"], train["window"]
-    print(plot_run(run_dir, Path(args.out) if args.out else None, target, window))
+    train = run_config(run_dir).train
+    print(plot_run(run_dir, Path(args.out) if args.out else None, train.target_score, train.window))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import format_table, group_runs, load_runs, plot_comparison, summarize, write_summary_csv
+    from .rundir import is_run
+    paths = [Path(p) for p in args.paths]
+    groups = group_runs(load_runs(paths))
+    rows = summarize(groups, args.metric, args.mode)
+    print(format_table(rows))
+    if args.csv:
+        print(f"summary: {write_summary_csv(rows, Path(args.csv))}")
+    sweep = len(paths) == 1 and not is_run(paths[0])
+    out = Path(args.out) if args.out else paths[0] / "compare.png" if sweep else Path("compare.png")
+    print(f"plot: {plot_comparison(groups, out)}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -111,7 +106,7 @@ def _demo(args: argparse.Namespace) -> None:
         check_video_path(args.video)
     env = ReacherVectorEnv(args.arms, render_mode="rgb_array" if args.video else None, overlay=True)
     frames: list | None = [] if args.video else None
-    scores = _run_policy(env, scripted_actions, 1, args.seed, frames)
+    scores = run_policy(env, scripted_actions, 1, args.seed, frames)
     print(f"scripted controller, {env.num_envs} arms: mean score {scores.mean():.2f} "
           f"(min {scores.min():.2f}, max {scores.max():.2f}; best possible 40)")
     if args.video:
@@ -119,8 +114,46 @@ def _demo(args: argparse.Namespace) -> None:
     env.close()
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from . import sweep
+    if args.resume:
+        if args.storage:
+            raise ConfigError("--storage: cannot be used with --resume (the sweep goes on in its own folder)")
+        sweep.resume(Path(args.resume), args.file, args.address)
+    elif args.file:
+        sweep.start(args.file, Path(args.out), args.address, args.storage)
+    else:
+        raise ConfigError("ddpg sweep: give a sweep file, or --resume SWEEP_FOLDER")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")  # one line, no usage dump
+
+
+def _count(text: str) -> int:
+    """A positive whole number, for --episodes, --envs, --arms."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddpg", description=__doc__)
+    parser = _Parser(prog="ddpg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train an agent", description=(
@@ -129,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="TOML config (default: built-in defaults, i.e. Reacher)")
     train.add_argument("--run-dir", metavar="DIR", help="where the run's files go (default: runs/<env>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--episodes", type=int)
+    train.add_argument("--seed", type=_seed, help="train.seed (refused on --resume if it differs)")
+    train.add_argument("--episodes", type=_count, help="train.episodes: the episode budget (on --resume: the new total); without --steps it alone counts")
+    train.add_argument("--steps", type=_count, help="train.steps: a budget of environment steps over all "
+                       "environments (on --resume: the new total); without --episodes it alone counts")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -139,11 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
         if name == "evaluate":
-            p.add_argument("--episodes", type=int, default=5)
+            p.add_argument("--episodes", type=_count, default=5)
         else:
             p.add_argument("--out", required=True, metavar="FILE.mp4|gif")
-        p.add_argument("--envs", type=int, help="number of envs/arms (default: as trained)")
-        p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default 10000, unseen in training)")
+        p.add_argument("--envs", type=_count, help="number of envs/arms (default: as trained)")
+        p.add_argument("--seed", type=_seed, default=10_000, help="evaluation seed (default 10000, unseen in training)")
         p.set_defaults(func=func)
 
     plot = sub.add_parser("plot", help="plot a run's scores")
@@ -151,9 +186,34 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", metavar="FILE.png")
     plot.set_defaults(func=_plot)
 
+    sweep = sub.add_parser("sweep", help="run a sweep of many trainings (Ray Tune; pip install 'ddpg[sweep]')",
+                           description="Run every configuration of a sweep file with each of its seeds, on Ray "
+                           "Tune: locally by default, or on a cluster with --address. See docs/sweeps.md.")
+    sweep.add_argument("file", nargs="?", metavar="SWEEP.toml")
+    sweep.add_argument("--out", default="sweeps-out", metavar="DIR", help="where the sweep's folder goes (default sweeps-out/)")
+    sweep.add_argument("--address", metavar="HOST:PORT", help="join a running Ray cluster (default: $RAY_ADDRESS, else "
+                       "a local Ray on this machine)")
+    sweep.add_argument("--storage", metavar="DIR", help="with --address: a folder every node mounts (the sweep's folder goes there)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep (finished trials stay done)")
+    sweep.set_defaults(func=_sweep)
+
+    compare = sub.add_parser("compare", help="compare groups of runs (configs that differ only in the seed)",
+                             description="Group runs whose configs differ only in the seed, rank the groups by a "
+                             "metric (mean and IQM over seeds, 95%% bootstrap CIs) and plot their learning curves.")
+    compare.add_argument("paths", nargs="+", metavar="PATH", help="run directories, or folders (a sweep's) holding them")
+    compare.add_argument("--metric", choices=("trailing_avg", "score", "episodes_to_target"), default="trailing_avg",
+                         help="per run: the final trailing average (default), the final episode score, or the "
+                         "solve episode (unsolved runs rank last)")
+    compare.add_argument("--mode", choices=("max", "min"), help="which end is best (default: min for "
+                         "episodes_to_target, else max)")
+    compare.add_argument("--out", metavar="FILE.png", help="the plot (default: compare.png here, or in the "
+                         "folder when a single sweep folder is given)")
+    compare.add_argument("--csv", metavar="FILE.csv", help="also write the table as CSV")
+    compare.set_defaults(func=_compare)
+
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
-    demo.add_argument("--arms", type=int, default=20, help="number of arms (default 20)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--arms", type=_count, default=20, help="number of arms (default 20)")
+    demo.add_argument("--seed", type=_seed, default=0)
     demo.add_argument("--video", metavar="FILE", help="also write a video (.mp4 or .gif)")
     demo.set_defaults(func=_demo)
     return parser
@@ -170,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, ValueError, MemoryError) as err:
         print(f"ddpg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:

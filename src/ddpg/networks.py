@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # The paper's final-layer initialization: small, so early actions and values sit near zero.
 FINAL_INIT = 3e-3
@@ -66,4 +67,12 @@ class Critic(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([self.state_layer(obs), action], dim=-1)).squeeze(-1)
+        # The layer where the action joins, W [x, a] + b, as W_x x + W_a a + b: no concatenated copy,
+        # and the actor's backward pass, which needs only dQ/da, skips the large product for dQ/dx.
+        join, *rest = self.head
+        features = join.in_features - action.shape[-1]
+        x = F.linear(self.state_layer(obs), join.weight[:, :features], join.bias)
+        x = x + F.linear(action, join.weight[:, features:])
+        for layer in rest:
+            x = layer(x)
+        return x.squeeze(-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,6 +23,10 @@ def plot_run(run_dir: Path, out: Path | None = None, target: float | None = None
     ax.fill_between(m["episode"], m["score_min"], m["score_max"], alpha=0.2, label="range over arms")
     ax.plot(m["episode"], m["score"], lw=1, label="episode score (mean over arms)")
     ax.plot(m["episode"], m["trailing_avg"], lw=2, label=f"trailing {window}-episode average")
+    evaluated = np.isfinite(m["eval_score"]) if "eval_score" in m else np.zeros(len(m["episode"]), bool)
+    if evaluated.any():
+        ax.errorbar(m["episode"][evaluated], m["eval_score"][evaluated], m["eval_std"][evaluated], fmt="o-", ms=3,
+                    lw=1, capsize=2, label="evaluation (deterministic policy, +- std over episodes)")
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label=f"goal ({target:g})")
     ax.set_xlabel("episode")

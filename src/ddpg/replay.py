@@ -28,11 +28,13 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0):
         self.capacity = capacity
-        self.obs = torch.zeros((capacity, obs_dim))
-        self.actions = torch.zeros((capacity, act_dim))
-        self.rewards = torch.zeros(capacity)
-        self.next_obs = torch.zeros((capacity, obs_dim))
-        self.terminated = torch.zeros(capacity)
+        # One row per transition, the fields side by side, so that a batch is one gather of whole
+        # rows (five gathers from five tensors cost more); each field is a view into it.
+        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 2))
+        o, a = obs_dim, act_dim
+        self._columns = [slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1]
+        for name, columns in zip(self.FIELDS, self._fields(self.storage)):
+            setattr(self, name, columns)
         self.position = 0  # where the next transition goes
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -43,6 +45,13 @@ class ReplayBuffer:
     @staticmethod
     def bytes_needed(capacity: int, obs_dim: int, act_dim: int) -> int:
         return 4 * capacity * (2 * obs_dim + act_dim + 2)
+
+    def _fields(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """obs, actions, rewards, next_obs, terminated: views into rows of the packed storage."""
+        return [rows[:, columns] for columns in self._columns]
+
+    def _batch(self, index: torch.Tensor, weights: torch.Tensor) -> Batch:
+        return Batch(*self._fields(self.storage[index]), weights, index)
 
     def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
         """Add a batch of transitions (one per environment), wrapping around when full; returns
@@ -58,15 +67,17 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(self.size, (batch_size,), generator=self.generator)
-        return Batch(self.obs[index], self.actions[index], self.rewards[index], self.next_obs[index],
-                     self.terminated[index], torch.ones(batch_size), index)
+        return self._batch(index, torch.ones(batch_size))
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """Uniform sampling keeps no priorities."""
 
     def state_dict(self) -> dict:
+        """Views of the rows in use, not a copy (a copy would double a large buffer's memory while a
+        checkpoint is written); from_numpy bounds what torch.save writes to those rows."""
+        rows = torch.from_numpy(self.storage.numpy()[:self.size])
         return {"position": self.position, "size": self.size, "generator": self.generator.get_state(),
-                **{name: getattr(self, name)[:self.size].clone() for name in self.FIELDS}}
+                **dict(zip(self.FIELDS, self._fields(rows)))}
 
     def load_state_dict(self, state: dict) -> None:
         size = state["size"]
@@ -77,21 +88,39 @@ class ReplayBuffer:
 
 
 class SumTree:
-    """Sums of priorities in a tree with 32 children per node: 4 levels cover a million leaves, so a
-    whole batch is sampled or updated with a few array operations per level and no Python loop per
-    element."""
+    """Sums (and maxima) of priorities in a tree with 32 children per node: 4 levels cover a million
+    leaves, so a whole batch is sampled or updated with a few array operations per level and no
+    Python loop per element."""
 
     BRANCHING = 32
 
     def __init__(self, capacity: int):
-        k = self.BRANCHING
-        depth = max(1, int(np.ceil(np.log(capacity) / np.log(k) - 1e-9)))
-        self.levels = [np.zeros(k ** d) for d in range(1, depth + 1)]  # the last holds the leaves
-        self._running_sum = np.triu(np.ones((k, k)))
+        self.levels = [np.zeros(n) for n in self.level_sizes(capacity)]  # the last holds the leaves
+        self.maxima = [np.zeros(len(level)) for level in self.levels[:-1]] + [self.levels[-1]]
+        self._running_sum = np.triu(np.ones((self.BRANCHING, self.BRANCHING)))
+
+    @classmethod
+    def level_sizes(cls, capacity: int) -> list[int]:
+        """Each level as long as the capacity needs, rounded up to whole nodes of 32 (a full power of
+        32 would give a 2-million buffer 33.5 million leaves); the root level holds 32."""
+        k = cls.BRANCHING
+        sizes = [-(-max(capacity, 1) // k) * k]
+        while sizes[0] > k:
+            sizes.insert(0, -(-sizes[0] // k ** 2) * k)
+        return sizes
+
+    @classmethod
+    def bytes_needed(cls, capacity: int) -> int:
+        sizes = cls.level_sizes(capacity)
+        return 8 * (2 * sum(sizes) - sizes[-1])  # sums and maxima share the leaves
 
     @property
     def total(self) -> float:
         return float(self.levels[0].sum())
+
+    @property
+    def max(self) -> float:
+        return float(self.maxima[0].max())
 
     @property
     def leaves(self) -> np.ndarray:
@@ -100,9 +129,10 @@ class SumTree:
     def set(self, index: np.ndarray, priority: np.ndarray) -> None:
         """Set leaves (a repeated index keeps its last value) and recompute the sums above them."""
         self.levels[-1][index] = priority
-        for child, parent in zip(self.levels[:0:-1], self.levels[-2::-1]):
+        for d in range(len(self.levels) - 1, 0, -1):
             index = index // self.BRANCHING  # repeats just write the same sum twice: cheaper than unique
-            parent[index] = child.reshape(-1, self.BRANCHING)[index].sum(axis=1)
+            self.levels[d - 1][index] = self.levels[d].reshape(-1, self.BRANCHING)[index].sum(axis=1)
+            self.maxima[d - 1][index] = self.maxima[d].reshape(-1, self.BRANCHING)[index].max(axis=1)
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """For each value in [0, total), the leaf where the running sum of priorities passes it."""
@@ -129,7 +159,9 @@ def importance_weights(probabilities: np.ndarray, size: int, beta: float) -> np.
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritization (Schaul et al., 2016): P(i) ~ (|TD error| + epsilon)^alpha.
 
-    New transitions enter with the largest priority seen so far; beta anneals linearly from its
+    New transitions enter with the largest priority the buffer holds (1 while it holds none): a
+    maximum that never came down would, with Reacher's TD errors far below 1, sample every new
+    transition many times more often than anything learned from. Beta anneals linearly from its
     start to 1 over `beta_steps` sampled batches.
     """
 
@@ -138,7 +170,6 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().__init__(capacity, obs_dim, act_dim, seed)
         self.alpha, self.beta_start, self.beta_steps, self.epsilon = alpha, beta, beta_steps, epsilon
         self.tree = SumTree(capacity)
-        self.max_priority = 1.0  # already raised to alpha
         self.batches = 0
         self.rng = np.random.default_rng(seed)
 
@@ -146,10 +177,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def beta(self) -> float:
         return self.beta_start + (1.0 - self.beta_start) * min(1.0, self.batches / self.beta_steps)
 
+    @property
+    def max_priority(self) -> float:
+        """The largest priority held (already raised to alpha)."""
+        return self.tree.max or 1.0
+
     def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
-        index = super().add(obs, actions, rewards, next_obs, terminated)
-        self.tree.set(index.numpy(), np.full(len(index), self.max_priority))
-        return index
+        index = super().add(obs, actions, rewards, next_obs, terminated).numpy()
+        self.tree.set(index, np.zeros(len(index)))  # the overwritten transitions' priorities leave
+        self.tree.set(index, np.full(len(index), self.max_priority))
+        return torch.from_numpy(index)
 
     def sample(self, batch_size: int) -> Batch:
         total = self.tree.total
@@ -158,21 +195,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         index = self.tree.find(mass)
         weights = importance_weights(self.tree.leaves[index] / total, self.size, self.beta)
         self.batches += 1
-        i = torch.from_numpy(index)
-        return Batch(self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i],
-                     torch.from_numpy(weights).float(), i)
+        return self._batch(torch.from_numpy(index), torch.from_numpy(weights).float())
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         priority = (td_errors.detach().abs().double().numpy() + self.epsilon) ** self.alpha
         self.tree.set(indices.numpy(), priority)
-        self.max_priority = max(self.max_priority, float(priority.max()))
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "priorities": torch.from_numpy(self.tree.leaves[:self.size].copy()),
-                "max_priority": self.max_priority, "batches": self.batches, "rng": self.rng.bit_generator.state}
+        return {**super().state_dict(), "priorities": torch.from_numpy(self.tree.leaves[:self.size]),
+                "batches": self.batches, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.tree.set(np.arange(self.size), state["priorities"].numpy())
-        self.max_priority, self.batches = state["max_priority"], state["batches"]
+        self.batches = state["batches"]
         self.rng.bit_generator.state = state["rng"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -15,6 +16,15 @@ def check_video_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"{path}: video must end in .mp4 or .gif")
+    blocker = next(p for p in path.parents if p.exists())
+    if not blocker.is_dir():
+        raise ValueError(f"{path}: cannot write there ({blocker} is a file, not a folder)")
+    try:  # before any frame is rendered
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise ValueError(f"{path}: cannot write there ({err.strerror})") from None
     return path
 
 

@@ -8,7 +8,9 @@ See docs/reacher.md for the figures and for where this departs from the PhysX or
 
 from __future__ import annotations
 
+import ctypes
 import math
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +18,12 @@ import mujoco
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+try:
+    from . import _reacher
+except ImportError as err:  # a checkout whose C extension was never built
+    raise ImportError("ddpg: the compiled Reacher physics (ddpg/envs/_reacher.c) is not built; "
+                      "run `pip install -e .` (it needs a C compiler and the Python headers)") from err
 
 PHYSICS_DT = 0.02
 PHYSICS_STEPS_PER_DECISION = 4
@@ -68,16 +76,27 @@ _SCENE_XML = f"""
     <light directional="true" pos="0 0 1" dir=".3 .4 -1" diffuse=".7 .7 .7" castshadow="false"/>
   </worldbody>"""
 
-# The per-arm sensor block (see build_model_xml) is followed by the goal (3), its speed (1) and
-# the original's constant hand entry, (0, 0, 1) in MuJoCo's frame. Unity's observation takes, in
-# its order, these entries with these signs: positions swap y and z; axial vectors (angular
+# Each arm's raw row, built by the compiled step: its 29 sensor values (see build_model_xml; the
+# first three sensors are positions, taken relative to the arm's base), the goal (3), its speed (1)
+# and the original's constant hand entry, (0, 0, 1) in MuJoCo's frame. Unity's observation takes,
+# in its order, these entries with these signs: positions swap y and z; axial vectors (angular
 # velocity, quaternion vector part) also change sign, the frames being mirrors.
-_SENSORS = 29
 _OBS_FROM = [0, 2, 1, 10, 12, 11, 9, 17, 19, 18, 23, 25, 24,  # link A
              3, 5, 4, 14, 16, 15, 13, 20, 22, 21, 26, 28, 27,  # link B
              29, 31, 30]  # goal; then the hand entry (3) and the goal speed (1)
 _HAND_TRUE, _HAND_CONSTANT = [6, 8, 7], [33, 35, 34]
-_OBS_SIGN = np.array([1, 1, 1, -1, -1, -1, 1, -1, -1, -1, 1, 1, 1] * 2 + [1] * 7)
+_OBS_SIGN = np.array([1, 1, 1, -1, -1, -1, 1, -1, -1, -1, 1, 1, 1] * 2 + [1] * 7, np.float64)
+_STAGES = ("mj_fwdAcceleration", "mj_fwdPosition", "mj_fwdVelocity", "mj_sensorPos", "mj_sensorVel")
+
+
+def _stage_addresses() -> tuple[int, ...]:
+    """Addresses of the MuJoCo stages the compiled step calls, in the library the bindings loaded."""
+    lib_dir = Path(mujoco.__file__).parent
+    found = sorted(lib_dir.glob("libmujoco.*")) + sorted(lib_dir.glob("mujoco.dll"))
+    if not found:
+        raise RuntimeError(f"Reacher: no MuJoCo library (libmujoco.*) in {lib_dir}")
+    lib = ctypes.CDLL(str(found[0]))
+    return tuple(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in _STAGES)
 
 
 def arm_bases(num_arms: int) -> np.ndarray:
@@ -175,7 +194,10 @@ class ReacherSim:
     Each physics step, per link and before the joints are solved (PhysX's order): the applied
     torque's impulse, the angular drag and the 7 rad/s cap act on the link's unconstrained angular
     velocity. The drag and cap change dw of each link enters the joint solve as the extra body torque
-    I_world dw / dt, which MuJoCo maps into joint space as M^-1 J_rot^T I_world dw.
+    I_world dw / dt; with the applied torque it reaches each hinge the link hangs from as its
+    component along the hinge's axis (J_rot^T tau), and MuJoCo solves M qacc = qfrc.
+    A decision (4 physics steps, the reward and the observation) runs in one call of the compiled
+    `_reacher` module, which calls MuJoCo's own stages.
     """
 
     def __init__(self, num_arms: int = 20, goal_size: float = 5.0, goal_speed: float = 1.0,
@@ -189,19 +211,18 @@ class ReacherSim:
         self.data = mujoco.MjData(self.model)
         self.bases = arm_bases(n)
         self.inertia = self.model.body_inertia[1:2 * n + 1].reshape(n, 2, 3).copy()
-        # Views into MuJoCo's arrays, so the hot loop allocates little.
-        links = slice(1, 2 * n + 1)
-        self._ximat = self.data.ximat[links].reshape(n, 2, 3, 3)
-        self._xipos = self.data.xipos[links].reshape(n, 2, 3)
-        self._cvel = self.data.cvel[links].reshape(n, 2, 6)
-        self._link_torque = self.data.xfrc_applied[links, 3:].reshape(n, 2, 3)
         self._sites = self.data.site_xpos.reshape(n, 2, 3)  # link B centre, hand
-        self._inverse_inertia = 1.0 / self.inertia
-        self._drag = 1.0 - ANGULAR_DRAG * PHYSICS_DT
-        self._raw = np.zeros((n, 36))
-        self._raw[:, 35] = 1.0
         hand = _HAND_TRUE if hand_observation else _HAND_CONSTANT
-        self._gather = np.array(_OBS_FROM + hand + [32])
+        links = slice(1, 2 * n + 1)
+        d = self.data
+        self._physics = _reacher.Physics(
+            model=self.model, data=d, stages=_stage_addresses(),
+            arrays=(d.ximat[links], d.cvel[links], d.xaxis, d.site_xpos, d.qpos, d.qvel,
+                    d.qacc_smooth, d.qfrc_applied, d.sensordata, self.inertia, self.bases),
+            gather=np.array(_OBS_FROM + hand + [32], np.int32), sign=_OBS_SIGN, arms=n,
+            dt=PHYSICS_DT, steps=PHYSICS_STEPS_PER_DECISION, torque_scale=TORQUE_SCALE,
+            drag=1.0 - ANGULAR_DRAG * PHYSICS_DT, joint_speed_guard=JOINT_SPEED_GUARD,
+            orbit_radius=GOAL_ORBIT_RADIUS, goal_height=GOAL_HEIGHT)
         self.goal_angle = np.zeros(n)  # degrees
         self.goal_step = np.zeros(n)  # degrees per physics step
         self.decisions = 0
@@ -234,50 +255,22 @@ class ReacherSim:
         return self._sites[:, 1] - self.bases
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance one decision with already-checked (N, 4) actions; returns (observation, reward)."""
-        m, d, rot, inertia = self.model, self.data, self._ximat, self.inertia
-        # Unity torque (a0, 0, a1) on link A is MuJoCo torque -(a0, a1, 0): the frames are mirrors.
-        torque = np.zeros((self.num_arms, 2, 3))
-        torque[:, :, :2] = -TORQUE_SCALE * actions.reshape(-1, 2, 2)
-        # Row 0: each link's angular velocity, row 1: its torque impulse; both turned into the
-        # link's inertia frame by one batched product.
-        rows = np.empty((self.num_arms, 2, 2, 3))
-        rows[:, :, 1] = torque * PHYSICS_DT
-        hands = np.empty((PHYSICS_STEPS_PER_DECISION, self.num_arms, 3))
-        for k in range(PHYSICS_STEPS_PER_DECISION):
-            rows[:, :, 0] = self._cvel[..., :3]
-            local = rows @ rot
-            momentum = local[:, :, 0] * inertia + local[:, :, 1]  # I w_unc = I w + tau dt
-            velocity = momentum * self._inverse_inertia
-            speed = np.sqrt(np.einsum("nki,nki->nk", velocity, velocity))
-            # Angular drag, then the cap on the unconstrained speed keep min(drag, cap / speed) of
-            # the momentum; what they remove, (keep - 1) I w_unc / dt, goes to the joint solve.
-            keep = MAX_ANGULAR_SPEED / np.maximum(speed, MAX_ANGULAR_SPEED / self._drag)
-            correction = rot @ (momentum * ((keep - 1.0) / PHYSICS_DT)[..., None])[..., None]
-            np.add(torque, correction[..., 0], out=self._link_torque)
-            mujoco.mj_fwdAcceleration(m, d)
-            d.qvel += PHYSICS_DT * d.qacc_smooth
-            np.clip(d.qvel, -JOINT_SPEED_GUARD, JOINT_SPEED_GUARD, out=d.qvel)
-            d.qpos += PHYSICS_DT * d.qvel
-            mujoco.mj_fwdPosition(m, d)
-            mujoco.mj_fwdVelocity(m, d)
-            np.subtract(self._sites[:, 1], self.bases, out=hands[k])
-        angles = self.goal_angle + self.goal_step * np.arange(1, PHYSICS_STEPS_PER_DECISION + 1)[:, None]
-        self.goal_angle = angles[-1]
-        inside = np.linalg.norm(hands - self.goal_positions(angles), axis=-1) < self.reward_distance
+        """Advance one decision with already-checked (N, 4) actions; returns (observation, reward).
+
+        The reward is 0.01 for each physics step that ends with the hand within reward_distance of
+        the goal; the goal turns by goal_step every physics step, before the physics moves.
+        """
+        obs, reward = np.empty((self.num_arms, OBS_SIZE), np.float32), np.empty(self.num_arms)
+        self._physics.step(np.ascontiguousarray(actions, np.float64), self.goal_angle, self.goal_step,
+                           MAX_ANGULAR_SPEED, self.reward_distance, obs, reward)
         self.decisions += 1
-        return self.observation(), 0.01 * inside.sum(axis=0)
+        return obs, reward
 
     def observation(self) -> np.ndarray:
         """The original's 33 numbers per arm, in Unity's frame, float32, shape (N, 33)."""
-        mujoco.mj_sensorPos(self.model, self.data)
-        mujoco.mj_sensorVel(self.model, self.data)
-        raw = self._raw
-        raw[:, :_SENSORS] = self.data.sensordata.reshape(self.num_arms, _SENSORS)
-        raw[:, :9].reshape(-1, 3, 3)[:] -= self.bases[:, None]
-        raw[:, 29:32] = self.goal_positions(self.goal_angle)
-        raw[:, 32] = self.goal_step
-        return (raw[:, self._gather] * _OBS_SIGN).astype(np.float32)
+        obs = np.empty((self.num_arms, OBS_SIZE), np.float32)
+        self._physics.observe(self.goal_angle, self.goal_step, obs)
+        return obs
 
     def state_is_finite(self) -> bool:
         return bool(np.isfinite(self.data.qpos).all() and np.isfinite(self.data.qvel).all())

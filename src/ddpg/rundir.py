@@ -1,0 +1,164 @@
+"""Run directories: one owner at a time, what a folder holds, and names that cannot collide.
+
+A run directory is owned through an OS lock (flock) on its `.lock` file, held for the run's life.
+The OS drops the lock when the process dies, however it dies, so a kill never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, load_config
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+BEST_CHECKPOINT = "best.pt"  # the best evaluated policy, beside the periodic episode_*.pt
+LOCK_FILE = ".lock"
+OUTCOME_FILE = "outcome.json"  # how the last session ended: solved, finished, stopped or failed
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message names it and the way forward."""
+
+
+class RunLock:
+    """Exclusive ownership of a run directory until `release()` or the process's end."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(run_dir) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _in_use(run_dir: Path) -> RunDirError:
+    try:
+        owner = (run_dir / LOCK_FILE).read_text().strip() or "unknown"
+    except OSError:
+        owner = "unknown"
+    return RunDirError(f"{run_dir}: in use by another ddpg process (pid {owner}); wait for it to finish, "
+                       "or choose another --run-dir")
+
+
+def in_use(run_dir: Path) -> bool:
+    """True while some process (this one included) owns the run directory."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def contents(run_dir: Path) -> list[str]:
+    """What the folder holds, apart from a lock file (which a run that died early may leave)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+
+
+def is_run(run_dir: Path) -> bool:
+    """A folder with checkpoints, or with a config.json that is a ddpg config."""
+    if (run_dir / CHECKPOINTS).is_dir():
+        return True
+    try:
+        load_config(base=read_config_file(run_dir))
+        return True
+    except (RunDirError, ConfigError):
+        return False
+
+
+def claim_new(run_dir: Path) -> RunLock:
+    """Create (or take an empty) folder for a new run and own it; anything else is refused."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: is a file, not a folder; choose another --run-dir")
+    if in_use(run_dir):
+        raise _in_use(run_dir)
+    if contents(run_dir):
+        if is_run(run_dir):
+            raise RunDirError(f"{run_dir}: already holds a run; continue it with ddpg train --resume {run_dir}, "
+                              "or choose another --run-dir")
+        raise RunDirError(f"{run_dir}: not empty and not a ddpg run; a new run needs an empty or new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    if contents(run_dir):  # another process got there between the look and the lock
+        lock.release()
+        raise RunDirError(f"{run_dir}: another ddpg process has just started a run here; choose another --run-dir")
+    return lock
+
+
+def claim_default(parent: Path, stem: str) -> tuple[Path, RunLock]:
+    """A new folder `parent/stem-YYYYmmdd-HHMMSS[-k]`, owned: mkdir is atomic, so two runs started in
+    the same second take different suffixes."""
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for k in range(1, 10_000):
+        run_dir = parent / (base if k == 1 else f"{base}-{k}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        try:
+            return run_dir, RunLock(run_dir)
+        except RunDirError:
+            continue
+    raise RunDirError(f"{parent}: could not create a new run folder named {base}-k")
+
+
+def read_config_file(run_dir: Path) -> dict[str, Any]:
+    """The run's saved config.json as a dict; RunDirError naming the file if it is unusable."""
+    path = run_dir / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not data:
+        raise RunDirError(f"{path}: not a saved ddpg config (expected a table of sections, got {json.dumps(data)[:40]})")
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace the file atomically: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def write_config_file(run_dir: Path, config: dict[str, Any]) -> None:
+    _write_json(run_dir / CONFIG_FILE, config)
+
+
+def write_outcome(run_dir: Path, outcome: dict[str, Any]) -> None:
+    _write_json(run_dir / OUTCOME_FILE, outcome)
+
+
+def read_outcome(run_dir: Path) -> dict[str, Any] | None:
+    """How the run's last session ended, or None (never ended: running, or killed)."""
+    try:
+        data = json.loads((run_dir / OUTCOME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

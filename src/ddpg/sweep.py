@@ -1,0 +1,511 @@
+"""Sweeps: many runs of the trainer, searched and scheduled by Ray Tune, locally or on a cluster.
+
+A sweep file is read and checked completely before Ray is imported. Each trial is an ordinary run
+directory under the sweep's folder, written by the trainer, which reports every episode to Tune; a
+retried or resumed trial continues from its own last checkpoint with the trainer's resume.
+Ray and Optuna come with the extra `ddpg[sweep]`; nothing else in the package imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import ConfigError, load_config, merge, with_values
+from .rundir import RunLock, in_use, is_run, read_outcome, write_outcome
+from .tracking import score_columns
+from .trainer import ENV_BYTES, Trainer, make_env, memory_needed
+
+TRIALS = "trials"  # the trials' run directories, inside the sweep's folder
+SWEEP_FILE, SWEEP_STATE = "sweep.toml", "sweep.json"
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
+# A Ray worker process with torch imported, before any run allocates anything (measured: ~0.4 GB).
+WORKER_BYTES = 512 * 2**20
+LOCK_WAIT_SECONDS = 180  # longer than NFS's default 90 s lease, after which a dead client's locks go
+INSTALL = "ddpg sweep needs Ray Tune and Optuna: pip install 'ddpg[sweep]'"
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as asked; the message names the file, key or flag."""
+
+
+@dataclass
+class SweepSettings:
+    seeds: list[int] = field(default_factory=list)
+    """Every configuration runs once with each of these seeds, so no result rests on one seed."""
+    search: Literal["grid", "random", "optuna"] = "grid"
+    """grid: every combination of the grid values; random: `samples` random draws; optuna: TPE over `samples` configurations."""
+    samples: int = 1
+    """Configurations drawn (random, optuna); with grid, draws of any choice/uniform keys, each crossed with the grid."""
+    metric: Literal["trailing_avg", "score", "episodes_to_target"] = "trailing_avg"
+    """What ranks configurations: the final trailing average, the final episode score, or the solve episode."""
+    mode: Literal["max", "min"] = "max"
+    """Whether the metric is better high (max) or low (min; episodes_to_target)."""
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    """fifo: every trial runs its whole budget; asha: trials behind their peers stop early, judged over episodes."""
+    grace_period: int = 10
+    """asha: episodes every trial runs before it can be stopped."""
+    reduction_factor: float = 3.0
+    """asha: one trial in this many goes on at each rung."""
+    episodes: int | None = None
+    """Episode budget of each trial (default: the base config's train.episodes)."""
+    max_concurrent: int | None = None
+    """Trials at a time (default: as many as the CPUs and the memory hold, each trial's replay buffer counted)."""
+    cpus_per_trial: int = 1
+    """CPUs per trial; the trial's torch threads are set to match."""
+    gpus_per_trial: int = 0
+    """GPUs per trial; must be 0: the agent trains on the CPU."""
+
+
+@dataclass
+class Sweep:
+    """A checked sweep file: the full base config, the search space and the settings."""
+    name: str
+    text: str  # the file as written, kept in the sweep's folder
+    base: dict[str, Any]  # the base config file with [overrides] applied, every field resolved
+    space: dict[str, dict[str, list]]  # config key -> {distribution: values}
+    settings: SweepSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sweep:
+        return cls(**(data | {"settings": SweepSettings(**data["settings"])}))
+
+    def search_spec(self) -> dict[str, Any]:
+        """What must not change when a sweep is resumed."""
+        return {"base": self.base, "space": self.space, "settings": dataclasses.asdict(self.settings)}
+
+    @property
+    def episodes(self) -> int | None:
+        return self.settings.episodes or self.base["train"]["episodes"]
+
+    def trial_config(self, values: dict[str, Any], seed: int):
+        s = self.settings
+        fixed = {"train.seed": seed, "train.threads": s.cpus_per_trial,
+                 **({"train.episodes": s.episodes} if s.episodes else {})}
+        return with_values(self.base, values | fixed)
+
+
+def _resolve_base(text: str, sweep_file: Path) -> Path:
+    for candidate in (Path(text), sweep_file.parent / text):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise SweepError(f"{sweep_file}: base: no config file {text!r} in the working directory or beside the sweep file")
+
+
+def _check_space(sweep_file: Path, base: dict, space: Any) -> dict[str, dict[str, list]]:
+    if not isinstance(space, dict):
+        raise SweepError(f"{sweep_file}: [space] must be a table of config keys")
+    if not space:
+        raise SweepError(f"{sweep_file}: [space] is empty; list at least one config key to vary, "
+                         "or leave [space] out to run only the seeds")
+    for key, spec in space.items():
+        where = f"{sweep_file}: [space] {key}"
+        if key == "train.seed":
+            raise SweepError(f"{where}: seeds go in [sweep] seeds, not in the space")
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise SweepError(f"{where}: expected one of {', '.join(f'{d} = [...]' for d in DISTRIBUTIONS)}, "
+                             f"got {spec!r}")
+        (kind, values), = spec.items()
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{where}: {kind} needs a non-empty list, got {values!r}")
+        if kind in ("uniform", "loguniform", "randint"):
+            numbers = int if kind == "randint" else (int, float)
+            if len(values) != 2 or not all(isinstance(v, numbers) and not isinstance(v, bool) for v in values) \
+                    or not values[0] < values[1]:
+                raise SweepError(f"{where}: {kind} needs [low, high] with low < high"
+                                 f"{' (whole numbers)' if kind == 'randint' else ''}, got {values}")
+            if kind == "loguniform" and values[0] <= 0:
+                raise SweepError(f"{where}: loguniform needs low > 0, got {values[0]}")
+        for value in values:  # a range's two ends stand for everything between: every check is an interval
+            try:
+                with_values(base, {key: value})
+            except ConfigError as err:
+                raise SweepError(f"{sweep_file}: [space] {err}") from None
+    return space
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    """The sweep file, checked: every mistake is a SweepError of one line naming the key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text := path.read_text())
+    except FileNotFoundError:
+        raise SweepError(f"{path}: no such sweep file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SweepError(f"{path}: not a readable TOML file ({err})") from None
+    unknown = set(data) - {"base", "overrides", "space", "sweep"}
+    if unknown:
+        raise SweepError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: base, overrides, space, sweep)")
+    if not isinstance(data.get("base"), str):
+        raise SweepError(f"{path}: base: expected the path of a config file, e.g. base = \"configs/reacher.toml\"")
+    try:
+        base = load_config(_resolve_base(data["base"], path))
+    except ConfigError as err:
+        raise SweepError(f"{path}: base: {err}") from None
+    overrides = data.get("overrides", {})
+    if not isinstance(overrides, dict):
+        raise SweepError(f"{path}: [overrides] must be a table of config keys")
+    try:
+        base = with_values(base.to_dict(), overrides)
+    except ConfigError as err:
+        raise SweepError(f"{path}: [overrides] {err}") from None
+    space = _check_space(path, base.to_dict(), data["space"]) if "space" in data else {}
+    settings = SweepSettings()
+    if not isinstance(data.get("sweep"), dict):
+        raise SweepError(f"{path}: [sweep] is missing; it needs at least seeds = [...]")
+    try:
+        merge(settings, data["sweep"], "sweep.")
+    except ConfigError as err:
+        raise SweepError(f"{path}: {err}") from None
+    _check_settings(path, settings, space, base.train.episodes)
+    return Sweep(path.stem, text, base.to_dict(), space, settings)
+
+
+def _check_settings(path: Path, s: SweepSettings, space: dict, base_episodes: int | None) -> None:
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise SweepError(f"{path}: sweep.{message}")
+    require(bool(s.seeds), "seeds: missing; every configuration runs with each seed, e.g. seeds = [0, 1, 2]")
+    require(all(0 <= seed < 2**32 for seed in s.seeds) and len(set(s.seeds)) == len(s.seeds),
+            f"seeds: must be distinct whole numbers from 0 to {2**32 - 1}, got {s.seeds}")
+    require(s.samples >= 1, f"samples: must be at least 1, got {s.samples}")
+    require(s.search != "optuna" or bool(space), "search: optuna needs a [space] to search")
+    grids = [k for k, spec in space.items() if "grid" in spec]
+    require(s.search != "optuna" or not grids,
+            f"search: optuna cannot search grid keys ({', '.join(grids)}); use choice = [...] instead")
+    require(s.metric != "episodes_to_target" or s.mode == "min",
+            'mode: episodes_to_target is better low: mode = "min"')
+    require(s.scheduler != "asha" or s.metric != "episodes_to_target",
+            "scheduler: asha compares trials while they run; rank by trailing_avg or score with it")
+    episodes = s.episodes or base_episodes
+    require(s.episodes is None or s.episodes >= 1, f"episodes: must be at least 1, got {s.episodes}")
+    require(s.scheduler != "asha" or episodes is not None, "episodes: asha needs an episode budget")
+    require(s.scheduler != "asha" or 1 <= s.grace_period <= (episodes or 0),
+            f"grace_period: must be from 1 to the episode budget ({episodes}), got {s.grace_period}")
+    require(s.reduction_factor > 1, f"reduction_factor: must be above 1, got {s.reduction_factor}")
+    require(s.max_concurrent is None or s.max_concurrent >= 1, f"max_concurrent: must be at least 1, got {s.max_concurrent}")
+    require(s.cpus_per_trial >= 1, f"cpus_per_trial: must be at least 1, got {s.cpus_per_trial}")
+    require(s.gpus_per_trial == 0, f"gpus_per_trial: the agent trains on the CPU; must be 0, got {s.gpus_per_trial}")
+
+
+# -- trials ------------------------------------------------------------------------------------------
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value, separators=(",", ":")).strip('"')
+
+
+def trial_name(trial_id: str, values: dict[str, Any], seed: int) -> str:
+    """'00003-agent.tau=0.005-seed1': the trial's number, its settings and its seed."""
+    number = trial_id.rsplit("_", 1)[-1]
+    return "-".join([number, *(f"{k}={_short(v)}" for k, v in values.items()), f"seed{seed}"])
+
+
+def _seed_and_values(sweep: Sweep, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    seed = params["seed"] if "seed" in params else sweep.settings.seeds[params["__trial_index__"]]
+    return seed, {k: params[k] for k in sweep.space}
+
+
+def _episodes_to_target(solved_at: int | None, budget: int | None, episode: int) -> int:
+    """The solve episode; an unsolved run counts as one episode past its budget (or past where it is)."""
+    return solved_at if solved_at is not None else (budget or episode) + 1
+
+
+def run_trial(params: dict[str, Any], sweep: dict[str, Any], folder: str) -> None:
+    """One trial, inside a Ray worker: a new run, or the trial's own run resumed after a retry."""
+    import ray
+    from ray import tune
+
+    s = Sweep.from_dict(sweep)
+    seed, values = _seed_and_values(s, params)
+    run_dir = Path(folder) / TRIALS / trial_name(tune.get_context().get_trial_id(), values, seed)
+    # A retry after a node died: that node's lock on shared storage (NFS) lasts until its lease ends.
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while in_use(run_dir) and time.monotonic() < deadline:
+        time.sleep(1)
+    if is_run(run_dir):
+        trainer = Trainer.resume(run_dir)
+    else:
+        trainer = Trainer(s.trial_config(values, seed), run_dir)
+    node = ray.get_runtime_context().get_node_id()
+    budget = trainer.config.train.episodes
+
+    def report(row: dict[str, float], checkpoint=None) -> None:
+        tune.report({"episode": int(row["episode"]), "trailing_avg": row["trailing_avg"], "score": row["score"],
+                     "episodes_to_target": _episodes_to_target(trainer.solved_at, budget, trainer.episode),
+                     "run_dir": str(run_dir), "node": node})
+
+    if trainer.done:  # finished before the sweep was killed: report where it ended, train nothing
+        trainer.close()
+        report(score_columns(trainer.scores, trainer.config.train.window) | {"episode": trainer.episode})
+    else:
+        trainer.train(progress=False, on_episode=report)
+
+
+# -- the sweep ---------------------------------------------------------------------------------------
+def _ray():
+    # Tune's newer console output ignores verbose=0; the older one honours it (we print our own lines).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        import optuna  # noqa: F401  (the optuna search needs it; fail before anything starts)
+        import ray
+        from ray import tune
+    except ImportError:
+        raise SweepError(INSTALL) from None
+    return ray, tune
+
+
+def _param_space(sweep: Sweep, tune) -> dict[str, Any]:
+    space: dict[str, Any] = {}
+    for key, spec in sweep.space.items():
+        (kind, values), = spec.items()
+        space[key] = {"grid": lambda v: tune.grid_search(v), "choice": lambda v: tune.choice(v),
+                      "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
+                      "randint": lambda v: tune.randint(v[0], v[1] + 1)}[kind](values)  # randint: high included
+    if sweep.settings.search != "optuna":
+        space["seed"] = tune.grid_search(sweep.settings.seeds)
+    return space
+
+
+def _search(sweep: Sweep):
+    s = sweep.settings
+    if s.search == "optuna":
+        from ray.tune.search import Repeater
+        from ray.tune.search.optuna import OptunaSearch
+        # Optuna cannot take the seeds as a grid: Repeater runs each suggestion once per seed and hands
+        # Optuna the mean over seeds.
+        from ray.tune.search import ConcurrencyLimiter
+        search = Repeater(OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seeds[0]), repeat=len(s.seeds))
+        if s.max_concurrent:
+            search = ConcurrencyLimiter(search, s.max_concurrent)
+        return search, s.samples * len(s.seeds)
+    from ray.tune.search import BasicVariantGenerator
+    # Random draws stay the same across the grid (the seeds among it): each draw runs with every seed.
+    return BasicVariantGenerator(constant_grid_search=True, random_state=s.seeds[0],
+                                 max_concurrent=s.max_concurrent or 0), s.samples
+
+
+def _scheduler(sweep: Sweep):
+    s = sweep.settings
+    if s.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+    return ASHAScheduler(time_attr="episode", max_t=sweep.episodes, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def _trial_memory(sweep: Sweep) -> int:
+    """Bytes the hungriest trial needs: for each space key, the value that needs the most."""
+    base = sweep.trial_config({}, sweep.settings.seeds[0])
+    env = make_env(base.env)
+    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
+    env.close()
+
+    def need(values: dict[str, Any]) -> int:
+        config = sweep.trial_config(values, sweep.settings.seeds[0])
+        _, networks, buffer = memory_needed(config, obs_dim, act_dim)
+        return networks + buffer + config.env.num_envs * ENV_BYTES + WORKER_BYTES
+    hungriest = {key: max(next(iter(spec.values())), key=lambda v: need({key: v})) for key, spec in sweep.space.items()}
+    return need(hungriest)
+
+
+def _check_storage(ray, storage: Path) -> None:
+    """Every node must see the sweep's folder: trials write their run directories there."""
+    marker = storage / f".shared-{uuid.uuid4().hex}"
+    marker.write_text("")
+    try:
+        @ray.remote(num_cpus=0)
+        def sees(path: str) -> bool:
+            return os.path.exists(path)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        seen = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                        .remote(str(marker)) for n in nodes])
+        blind = [n["NodeManagerAddress"] for n, ok in zip(nodes, seen) if not ok]
+        if blind:
+            raise SweepError(f"--storage: {storage} is not shared: the node(s) at {', '.join(blind)} cannot see it; "
+                             "pass a folder every node mounts (a shared filesystem)")
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _start_ray(ray, address: str | None) -> None:
+    import logging
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        # In-process, no dashboard; the object store is small because trials pass almost nothing.
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20,
+                 logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _cluster_address(address: str | None) -> str | None:
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def _sweep_folder(sweep: Sweep, out: Path, storage: str | None, address: str | None) -> Path:
+    if address:
+        if not storage:
+            raise SweepError("--storage: a sweep on a cluster needs a folder every node can reach (a shared "
+                             "filesystem mounted at the same path), e.g. --storage /shared/sweeps")
+        if "://" in storage:
+            raise SweepError(f"--storage: {storage} is a URL; trials write ordinary run directories, so mount the "
+                             "storage as a shared folder (e.g. with s3fs or gcsfuse) and pass its path")
+    parent = Path(storage or out).resolve()  # trials do not run in this directory: resolve before Ray starts
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 1000):
+        folder = parent / (f"{sweep.name}-{stamp}" if k == 1 else f"{sweep.name}-{stamp}-{k}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise SweepError(f"{parent}: cannot create a new sweep folder")
+
+
+def start(sweep_file: str | Path, out: Path, address: str | None = None, storage: str | None = None) -> Path:
+    """Check the sweep file, then run it in a new folder; returns the folder."""
+    sweep = read_sweep(sweep_file)
+    ray, tune = _ray()
+    address = _cluster_address(address)
+    folder = _sweep_folder(sweep, out, storage, address)
+    (folder / SWEEP_FILE).write_text(sweep.text)
+    (folder / SWEEP_STATE).write_text(json.dumps(sweep.to_dict(), indent=2))
+    return _run(sweep, folder, ray, tune, address, restore=False)
+
+
+def resume(folder: Path, sweep_file: str | Path | None = None, address: str | None = None) -> Path:
+    """Continue an interrupted sweep: finished trials stay done, errored ones are retried."""
+    folder = folder.resolve()
+    try:
+        saved = Sweep.from_dict(json.loads((folder / SWEEP_STATE).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise SweepError(f"{folder}: not a sweep folder ({SWEEP_STATE}: {err})") from None
+    current = read_sweep(sweep_file or folder / SWEEP_FILE)
+    if current.search_spec() != saved.search_spec():
+        changed = [k for k in ("base", "space", "settings")
+                   if current.search_spec()[k] != saved.search_spec()[k]]
+        raise SweepError(f"{sweep_file or folder / SWEEP_FILE}: the sweep's {' and '.join(changed)} changed since it "
+                         f"started; restore the file as it was ({folder / SWEEP_STATE} holds it) or start a new sweep")
+    ray, tune = _ray()
+    return _run(saved, folder, ray, tune, _cluster_address(address), restore=True)
+
+
+def _run(sweep: Sweep, folder: Path, ray, tune, address: str | None, restore: bool) -> Path:
+    s = sweep.settings
+    lock = RunLock(folder)  # one process drives a sweep
+    try:
+        memory = _trial_memory(sweep)
+        _start_ray(ray, address)
+        try:
+            if address:
+                _check_storage(ray, folder)
+            _print_plan(ray, sweep, memory)
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, sweep=sweep.to_dict(), folder=str(folder)),
+                {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial, "memory": memory})
+            if restore:
+                tuner = tune.Tuner.restore(str(folder / "ray"), trainable=trainable, resume_unfinished=True,
+                                           resume_errored=True)
+            else:
+                search, samples = _search(sweep)
+
+                def name(trial) -> str:
+                    seed, values = _seed_and_values(sweep, trial.config)
+                    return trial_name(trial.trial_id, values, seed)
+                tuner = tune.Tuner(
+                    trainable, param_space=_param_space(sweep, tune),
+                    tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, search_alg=search,
+                                                scheduler=_scheduler(sweep), num_samples=samples,
+                                                trial_name_creator=name,
+                                                trial_dirname_creator=name,
+                                                # a trial starting in a worker that already imported
+                                                # torch and the env skips seconds of start-up
+                                                reuse_actors=True),
+                    run_config=tune.RunConfig(name="ray", storage_path=str(folder), verbose=0,
+                                              failure_config=tune.FailureConfig(max_failures=3),
+                                              callbacks=[_progress(tune)]))
+            results = tuner.fit()
+        finally:
+            ray.shutdown()
+        _mark_early_stopped(results, sweep)
+        _summarize(sweep, folder)
+    finally:
+        lock.release()
+    return folder
+
+
+def _print_plan(ray, sweep: Sweep, memory: int) -> None:
+    s = sweep.settings
+    resources = ray.cluster_resources()
+    cpus, available = resources.get("CPU", 0), resources.get("memory", 0)
+    at_once = int(min(cpus // s.cpus_per_trial, available // memory))
+    if s.max_concurrent:
+        at_once = min(at_once, s.max_concurrent)
+    if at_once < 1:
+        raise SweepError(f"sweep: a trial needs {s.cpus_per_trial} CPU(s) and {memory / 2**30:.1f} GiB; the cluster "
+                         f"has {cpus:g} CPUs and {available / 2**30:.1f} GiB for tasks")
+    print(f"sweep {sweep.name}: up to {at_once} trial(s) at a time ({cpus:g} CPUs, {available / 2**30:.1f} GiB; "
+          f"each trial takes {s.cpus_per_trial} CPU and {memory / 2**30:.2f} GiB with its replay buffer)", flush=True)
+
+
+def _progress(tune):
+    class Progress(tune.Callback):
+        """One line per trial that ends."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            r = trial.last_result or {}
+            print(f"  {trial} done: episode {r.get('episode')}, trailing average {r.get('trailing_avg', math.nan):.2f}",
+                  flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"  {trial} failed (retried up to 3 times): {trial.error_file}", flush=True)
+    return Progress()
+
+
+def _mark_early_stopped(results, sweep: Sweep) -> None:
+    """Trials the scheduler stopped end without an outcome of their own (or with the exception that
+    stopped them): say so in their run directories, so that comparisons do not count them as failed."""
+    for result in results:
+        run_dir = (result.metrics or {}).get("run_dir")
+        if result.error is not None or not run_dir:
+            continue
+        outcome = read_outcome(Path(run_dir)) or {}
+        if outcome.get("status") not in ("solved", "finished"):
+            write_outcome(Path(run_dir), outcome | {"status": "early_stopped", "episode": result.metrics["episode"]})
+
+
+def _summarize(sweep: Sweep, folder: Path) -> None:
+    from .compare import format_table, group_runs, load_runs, plot_comparison, summarize, write_summary_csv
+    s = sweep.settings
+    groups = group_runs(load_runs([folder / TRIALS]))
+    rows = summarize(groups, s.metric, s.mode)
+    print(format_table(rows))
+    write_summary_csv(rows, folder / "summary.csv")
+    plot_comparison(groups, folder / "compare.png")
+    write_best(sweep, next(g for g in groups if g.name == rows[0]["group"]), folder / "best.toml")
+    print(f"summary.csv, best.toml (ddpg train --config {folder / 'best.toml'}) and compare.png in {folder}")
+
+
+def write_best(sweep: Sweep, group, path: Path) -> None:
+    """The best configuration as a config file `ddpg train --config` takes (the seed left to choose)."""
+    import tomli_w
+
+    def toml_ready(value):  # TOML has no null: the config files spell it "none"
+        return {k: toml_ready(v) for k, v in value.items()} if isinstance(value, dict) else \
+            "none" if value is None else value
+    config = toml_ready(group.runs[0].config.to_dict())
+    del config["train"]["seed"]
+    header = (f"# The best configuration of sweep {sweep.name} by {sweep.settings.metric} ({sweep.settings.mode}): "
+              f"{group.name}\n")
+    path.write_text(header + tomli_w.dumps(config))

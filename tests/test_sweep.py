@@ -1,0 +1,202 @@
+"""Sweeps: bad sweep files are refused before Ray starts; real Ray (small) runs them end to end,
+survives a SIGKILL of the whole sweep, and runs on a cluster whose worker dies mid-trial.
+
+Every test that starts Ray runs it in network and PID namespaces of its own (tests/runs.py: isolated):
+Ray binds only loopback, and the kernel ends every process it started when the test's command ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ddpg.cli import main
+from ddpg.config import load_config
+from ddpg.rundir import read_outcome
+from runs import isolated, namespaces_available
+
+ROOT = Path(__file__).resolve().parent.parent
+DDPG = [sys.executable, "-m", "ddpg.cli"]
+ray_test = pytest.mark.skipif(not namespaces_available(), reason="needs root, unshare and ip to isolate Ray")
+
+GOOD = '''
+base = "configs/pendulum.toml"
+[overrides]
+"train.target_score" = "none"
+[space]
+"agent.tau" = { grid = [0.005, 0.02] }
+[sweep]
+seeds = [0, 1]
+'''
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD + "bogus = 1\n", "sweep.bogus: unknown key"),
+    (GOOD.replace("[overrides]", "spaces = 1\n[overrides]"), "unknown key 'spaces'"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }', '"agent.tau" = { grid = ["fast"] }'),
+     r"\[space\] agent.tau: expected float, got 'fast'"),
+    (GOOD.replace('"agent.tau"', '"agent.tauu"'), r"\[space\] agent.tauu: unknown key"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }', '"agent.tau" = { grid = [0.005, 5.0] }'),
+     r"\[space\] agent.tau: must be in \(0, 1\], got 5.0"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }', ""), r"\[space\] is empty"),
+    (GOOD.replace("seeds = [0, 1]", ""), "sweep.seeds: missing"),
+    (GOOD.replace("[sweep]\nseeds = [0, 1]", ""), r"\[sweep\] is missing"),
+    (GOOD.replace("seeds = [0, 1]", "seeds = [0, 0]"), "sweep.seeds: must be distinct"),
+    (GOOD + 'search = "optuna"\n', "sweep.search: optuna cannot search grid keys"),
+    (GOOD + 'metric = "episodes_to_target"\n', 'sweep.mode: episodes_to_target is better low'),
+    (GOOD + 'metric = "episodes_to_target"\nmode = "min"\nscheduler = "asha"\n', "sweep.scheduler: asha compares"),
+    (GOOD + "gpus_per_trial = 1\n", "sweep.gpus_per_trial: the agent trains on the CPU"),
+    (GOOD + "samples = 0\n", "sweep.samples: must be at least 1"),
+    (GOOD.replace('{ grid = [0.005, 0.02] }', '{ loguniform = [0, 0.1] }'), "loguniform needs low > 0"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }', '"agent.batch_size" = { randint = [1.5, 9] }'),
+     r"randint needs \[low, high\] with low < high \(whole numbers\)"),
+    (GOOD.replace('{ grid = [0.005, 0.02] }', '{ normal = [0, 1] }'), "expected one of grid"),
+    (GOOD.replace('"agent.tau"', '"train.seed"'), "seeds go in \\[sweep\\] seeds"),
+    (GOOD.replace("configs/pendulum.toml", "configs/nope.toml"), "base: no config file 'configs/nope.toml'"),
+    (GOOD.replace('"train.target_score" = "none"', '"agent.gamma" = 2'), r"\[overrides\] agent.gamma: must be in \[0, 1\]"),
+    ("base = [", "not a readable TOML file"),
+])
+def test_bad_sweep_files_are_one_line_before_ray_starts(text, message, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(ROOT)  # the base config is found from the working directory
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert not out.exists()  # nothing started
+
+
+def test_a_cluster_sweep_needs_shared_storage(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(ROOT)
+    for extra, message in (([], "--storage: a sweep on a cluster needs a folder every node can reach"),
+                           (["--storage", "s3://bucket/sweeps"], "--storage: s3://bucket/sweeps is a URL")):
+        assert main(["sweep", "sweeps/pendulum.toml", "--address", "127.0.0.1:6379", *extra]) == 2
+        assert message in capfd.readouterr().err
+
+
+# -- real Ray ----------------------------------------------------------------------------------------
+@pytest.fixture
+def ray_tmp():
+    path = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_folder(out: Path) -> Path:
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 1
+    return folders[0]
+
+
+def trials(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted((folder / "trials").iterdir())}
+
+
+@ray_test
+def test_the_issues_pendulum_sweep_runs_as_written(tmp_path, ray_tmp):
+    out = tmp_path / "out"
+    proc = isolated([*DDPG, "sweep", "sweeps/pendulum.toml", "--out", str(out)], tmp_path / "home", ray_tmp,
+                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output
+    folder = sweep_folder(out)
+    names = sorted(trials(folder))
+    assert names == ["00000-agent.tau=0.005-seed0", "00001-agent.tau=0.02-seed0",
+                     "00002-agent.tau=0.005-seed1", "00003-agent.tau=0.02-seed1"]
+    for run in trials(folder).values():
+        assert read_outcome(run)["status"] == "finished" and read_outcome(run)["episode"] == 3
+        config = json.loads((run / "config.json").read_text())
+        assert config["agent"]["warmup_steps"] == 200 and config["train"]["target_score"] is None
+    with open(folder / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["group"] for r in rows} == {"agent.tau=0.005", "agent.tau=0.02"}
+    assert (folder / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = load_config(folder / "best.toml")  # a config `ddpg train --config` accepts
+    assert best.agent.tau in (0.005, 0.02) and best.train.episodes == 3
+    assert "up to 2 trial(s) at a time" in output
+
+
+KILLABLE = '''
+base = "configs/pendulum.toml"
+[overrides]
+"agent.actor_hidden" = [32, 32]
+"agent.critic_hidden" = [32, 32]
+"agent.warmup_steps" = 200
+"train.target_score" = "none"
+"train.checkpoint_every" = 1
+[space]
+"agent.tau" = { grid = [0.005, 0.02] }
+[sweep]
+seeds = [0, 1]
+episodes = 12
+max_concurrent = 2
+'''
+
+
+@ray_test
+def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_path, ray_tmp):
+    sweep_file = tmp_path / "killable.toml"
+    sweep_file.write_text(KILLABLE)
+    out = tmp_path / "out"
+    proc = isolated([*DDPG, "sweep", str(sweep_file), "--out", str(out)], tmp_path / "home", ray_tmp, cwd=ROOT,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while True:  # until one trial has finished and another has a checkpoint but has not finished
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            runs = trials(sweep_folder(out)).values() if out.exists() and any(out.iterdir()) and \
+                (sweep_folder(out) / "trials").exists() else []
+            finished = [r for r in runs if (read_outcome(r) or {}).get("status") == "finished"]
+            midway = [r for r in runs if read_outcome(r) is None and len(list((r / "checkpoints").glob("*.pt"))) >= 2]
+            if finished and midway:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # the whole sweep: the kernel ends everything in its namespaces
+    finally:
+        proc.kill()
+        proc.wait()
+    folder = sweep_folder(out)
+    done_before = {r.name: (r / "metrics.csv").read_bytes() for r in finished}
+    run = midway[0]
+    checkpoint = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("*.pt"))
+    rows_before = (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint]
+    assert read_outcome(run) is None and checkpoint < 12
+
+    resumed = isolated([*DDPG, "sweep", "--resume", str(folder)], tmp_path / "home", ray_tmp, cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+    for name, metrics in done_before.items():  # not rerun: not one byte of their metrics changed
+        assert (folder / "trials" / name / "metrics.csv").read_bytes() == metrics
+    # Continued from its checkpoint: the rows up to it are the very ones written before the kill
+    # (their timings would differ had the episodes been played again).
+    assert (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint] == rows_before
+    for trial in trials(folder).values():
+        assert read_outcome(trial)["status"] == "finished" and read_outcome(trial)["episode"] == 12
+    assert (folder / "summary.csv").exists() and (folder / "best.toml").exists()
+
+
+@ray_test
+def test_a_cluster_sweep_survives_its_worker_dying_mid_trial(tmp_path, ray_tmp):
+    proc = isolated([sys.executable, "tests/ray_cluster_scenario.py", str(tmp_path / "work")], tmp_path / "home",
+                    ray_tmp, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=1200)
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert "sweep_exit" in seen, err[-3000:]
+    assert seen["sweep_exit"] == 0, seen["output"]
+    # The killed trial ran on the worker, then again on the head, from its own checkpoint, to its end.
+    assert seen["worker"] in seen["nodes_of_killed"] and len(seen["nodes_of_killed"]) == 2
+    assert seen["episodes_of_killed"][-1] == 60 and seen["rows_kept"]
+    assert set(seen["outcomes"].values()) == {"finished"} and seen["summary"]
