@@ -222,3 +222,21 @@ def test_demo_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, m
     assert capsys.readouterr().out.splitlines()[-1] == f"video: {out}, 3 frames of 640x480"
     assert out.stat().st_size > 1000
     assert [t.split("   ")[0] for t in texts] == ["step 0/3", "step 1/3", "step 2/3"]
+
+
+def test_watch_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, monkeypatch, capsys):
+    from ddpg.cli import main
+    from runs import PENDULUM
+    monkeypatch.setattr(reacher, "EPISODE_DECISIONS", 3)  # 3-step episodes, in training and watching
+    run = tmp_path / "run"
+    reacher_run = [o for o in PENDULUM if not o.startswith("env.id")] + ["env.id=ddpg/Reacher-v0"]
+    assert main(["train", "--quiet", "--run-dir", str(run), *reacher_run]) == 0
+    texts = []
+    draw_text = render.draw_text
+    monkeypatch.setattr(render, "draw_text", lambda frame, text: (texts.append(text), draw_text(frame, text)))
+    out = tmp_path / "watch.gif"
+    capsys.readouterr()
+    assert main(["watch", str(run), "--envs", "3", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"video: {out}, 3 frames of 640x480")
+    assert out.stat().st_size > 1000
+    assert [t.split("   ")[0] for t in texts] == ["step 0/3", "step 1/3", "step 2/3"]
