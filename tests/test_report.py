@@ -297,6 +297,11 @@ def test_where_the_files_go(runs, tmp_path):
         "diagnostics.png", "evaluation.png", "scores.png"]
 
 
+def test_the_rest_of_ddpg_does_not_import_jinja2():
+    code = "import sys, ddpg.cli, ddpg.trainer, ddpg.compare, ddpg.plot; print('jinja2' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
 def test_without_jinja2_one_line_says_how_to_get_it(runs, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "jinja2", None)
     assert main(["report", str(runs / "pendulum")]) == 2

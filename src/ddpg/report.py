@@ -105,6 +105,14 @@ def write_report(paths: list[Path], out: Path | None, eval_episodes: int, video:
     return out, markdown, context["notes"]
 
 
+def shown(path: Path) -> str:
+    """The path from here when it is below here: a page that travels need not show the whole tree."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def number(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
@@ -174,7 +182,7 @@ def run_context(run: Run, images: Pictures, eval_episodes: int, video: bool, see
         clip = record(config, evaluation["agent"], seed, images)
         if clip["error"]:
             notes.append(f"no video: {clip['error']}")
-    return {"name": run.path.name, "path": str(run.path), "notes": notes, "partial": run.running,
+    return {"name": run.path.name, "path": shown(run.path), "notes": notes, "partial": run.running,
             "summary": summary(run), "figures": figures, "ceiling": ceiling, "largest_reward": largest,
             "gamma": config.agent.gamma, "unit": unit, "hyperparameters": hyperparameters(config),
             "architectures": architectures(config, obs_dim, act_dim), "evaluation": evaluation, "video": clip}
@@ -299,7 +307,7 @@ def comparison_context(runs: list[Run], images: Pictures) -> dict[str, Any]:
         if any(r.metrics is not None for r in runs) else None
     running = sum(r.running for r in runs)
     notes = [f"partial report: {running} run(s) still training"] if running else []
-    rows = [{"path": str(r.path), "group": g.name, "summary": summary(r)} for g in groups for r in g.runs]
+    rows = [{"path": shown(r.path), "group": g.name, "summary": summary(r)} for g in groups for r in g.runs]
     return {"name": f"{len(runs)} runs in {len(groups)} group(s)", "notes": notes, "partial": bool(running),
             "running": running, "caption": caption, "header": cells[0], "cells": cells[1:], "table_notes": table_notes,
             "figure": figure, "runs": rows}
