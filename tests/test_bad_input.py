@@ -185,6 +185,12 @@ CASES = [
      r"env.id: Pendulum-v1 needs a package that is missing: pygame is not installed"),
     ("watch into a path under a file", run_(), ["watch", "{P}", "--out", "{P}/config.json/v.mp4"],
      r"v.mp4: cannot write there \(.*config.json is a file, not a folder\)"),
+    ("report a folder that holds no run", folder({"notes.txt": "mine"}), ["report", "{P}"],
+     "no ddpg run directory in it or below it"),
+    ("report a missing folder", nothing, ["report", "{P}"], "no such folder"),
+    ("report into a file that is not a page", run_(), ["report", "{P}", "--out", "{P}/../report.txt"],
+     r"report.txt: the report's file must end in .html"),
+    ("report --eval-episodes 0", run_(), ["report", "{P}", "--eval-episodes", "0"], "argument --eval-episodes: must be at least 1"),
     ("a stray argument", nothing, ["evaluate", "x", "--bogus"], "unrecognized arguments: --bogus"),
 ]
 

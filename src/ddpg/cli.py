@@ -1,4 +1,4 @@
-"""The `ddpg` command: train, evaluate, watch, plot, sweep, and a scripted Reacher demo."""
+"""The `ddpg` command: train, evaluate, watch, plot, report, compare, sweep, and a scripted Reacher demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
 from .trainer import (Trainer, TrainingError, agent_from_checkpoint, make_env, resolve_checkpoint,
                       run_config, run_policy)
+
+# Evaluations from the command line: seeds no training episode used, and how many episodes.
+EVAL_SEED = 10_000
+EVAL_EPISODES = 5
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
@@ -48,7 +52,7 @@ def _train(args: argparse.Namespace) -> None:
     solved = trainer.train(progress=not args.quiet)
     elapsed = time.perf_counter() - start
     scores = trainer.mean_scores
-    plot_run(run_dir, target=config.train.target_score, window=config.train.window)
+    plot_run(run_dir, target=config.train.target_score, window=config.train.window, solved_at=solved)
     last = f"last episode {scores[-1]:.2f}, trailing average {np.mean(scores[-config.train.window:]):.2f}" if scores else "no episode"
     outcome = f"solved at episode {solved}" if solved else f"not solved in {trainer.episode} episodes"
     print(f"{outcome}; {last}; {elapsed:.0f} s this session; run directory: {run_dir}")
@@ -78,9 +82,20 @@ def _watch(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace) -> None:
     from .plot import plot_run
+    from .rundir import read_outcome
     run_dir = Path(args.run_dir)
     train = run_config(run_dir).train
-    print(plot_run(run_dir, Path(args.out) if args.out else None, train.target_score, train.window))
+    solved = (read_outcome(run_dir) or {}).get("solved_at")
+    print(plot_run(run_dir, Path(args.out) if args.out else None, train.target_score, train.window, solved))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import write_report
+    html, markdown, notes = write_report([Path(p) for p in args.paths], Path(args.out) if args.out else None,
+                                         args.eval_episodes, args.video, args.seed)
+    for note in notes:
+        print(note)
+    print(f"report: {html}; Markdown twin: {markdown} (images in {markdown.stem}_files/)")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -174,17 +189,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
         if name == "evaluate":
-            p.add_argument("--episodes", type=_count, default=5)
+            p.add_argument("--episodes", type=_count, default=EVAL_EPISODES)
         else:
             p.add_argument("--out", required=True, metavar="FILE.mp4|gif")
         p.add_argument("--envs", type=_count, help="number of envs/arms (default: as trained)")
-        p.add_argument("--seed", type=_seed, default=10_000, help="evaluation seed (default 10000, unseen in training)")
+        p.add_argument("--seed", type=_seed, default=EVAL_SEED, help=f"evaluation seed (default {EVAL_SEED}, unseen in training)")
         p.set_defaults(func=func)
 
     plot = sub.add_parser("plot", help="plot a run's scores")
     plot.add_argument("run_dir", metavar="RUN_DIR")
     plot.add_argument("--out", metavar="FILE.png")
     plot.set_defaults(func=_plot)
+
+    report = sub.add_parser("report", help="write a run's report: an HTML page and its Markdown twin",
+                            description="Write a self-contained HTML page (images inline) and, beside it, a Markdown "
+                            "twin (images as files) about a run: summary, scores, video, evaluation, diagnostics, "
+                            "hyperparameters, architectures. Given several runs or a sweep's folder: their "
+                            "comparison, as ddpg compare. See docs/report.md. Needs pip install 'ddpg[report]'.")
+    report.add_argument("paths", nargs="+", metavar="PATH", help="a run directory; or several, or a folder (a sweep's) holding them")
+    report.add_argument("--out", metavar="FILE.html", help="the page (default: report.html in the run's or sweep's folder, "
+                        "or here for several paths); the twin is FILE.md, its images in FILE_files/")
+    report.add_argument("--eval-episodes", type=_count, default=EVAL_EPISODES, metavar="K",
+                        help=f"episodes of the final checkpoint's evaluation (default {EVAL_EPISODES})")
+    report.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
+                        help="a short GIF of the trained policy (default: on)")
+    report.add_argument("--seed", type=_seed, default=EVAL_SEED, help=f"evaluation seed (default {EVAL_SEED}, as ddpg evaluate)")
+    report.set_defaults(func=_report)
 
     sweep = sub.add_parser("sweep", help="run a sweep of many trainings (Ray Tune; pip install 'ddpg[sweep]')",
                            description="Run every configuration of a sweep file with each of its seeds, on Ray "

@@ -166,7 +166,7 @@ def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A value as an override would write it: agent.tau=0.005, noise.kind=ou, train.target_score=none."""
     return value if isinstance(value, str) else "none" if value is None else json.dumps(value)
 
@@ -180,7 +180,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         members.setdefault(json.dumps(s, sort_keys=True), []).append(i)
     firsts = [settings[m[0]] for m in members.values()]
     differ = [k for k in firsts[0] if len({json.dumps(f[k], sort_keys=True) for f in firsts}) > 1] if firsts else []
-    return [Group(", ".join(f"{k}={_show(settings[m[0]][k])}" for k in differ) or runs[m[0]].config.env.id,
+    return [Group(", ".join(f"{k}={show(settings[m[0]][k])}" for k in differ) or runs[m[0]].config.env.id,
                   [runs[i] for i in m]) for m in members.values()]
 
 
@@ -245,8 +245,9 @@ def _solved_at(row: dict[str, Any]) -> str:
     return text + (f", {row['unsolved']} unsolved" if row["unsolved"] else "")
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """The ranked table, with a line saying what its figures are over."""
+def table(rows: list[dict[str, Any]]) -> tuple[str, list[tuple[str, ...]], list[str]]:
+    """The ranked table as text: a line saying what its figures are over, the header and one row of
+    cells per group, and notes."""
     metric, mode = rows[0]["metric"], rows[0]["mode"]
     header = ("rank", "group", "runs", "failed", "stopped early", "running", "solved at: median (range)",
               "final trailing avg", f"mean [{CONFIDENCE:.0%} CI]", f"IQM [{CONFIDENCE:.0%} CI]", "wall time")
@@ -256,15 +257,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "-" if not r["n"] else f"{_number(r['mean'])} [{_number(r['mean_low'])}, {_number(r['mean_high'])}]",
         "-" if not r["n"] else f"{_number(r['iqm'])} [{_number(r['iqm_low'])}, {_number(r['iqm_high'])}]",
         "-" if math.isnan(r["wall_seconds"]) else f"{r['wall_seconds']:.1f} s") for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [f"{METRICS[metric]}, {'higher' if mode == 'max' else 'lower'} is better; ranked by IQM. "
-             f"Statistics over the runs that ended (solved or budget spent), {CONFIDENCE:.0%} CIs by "
-             "stratified bootstrap over seeds."]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    caption = (f"{METRICS[metric]}, {'higher' if mode == 'max' else 'lower'} is better; ranked by IQM. "
+               f"Statistics over the runs that ended (solved or budget spent), {CONFIDENCE:.0%} CIs by "
+               "stratified bootstrap over seeds.")
     running = sum(r["running"] for r in rows)
-    if running:
-        lines.append(f"{running} run(s) still running: counted under 'running', left out of the statistics.")
-    return "\n".join(lines)
+    notes = [f"{running} run(s) still running: counted under 'running', left out of the statistics."] if running else []
+    return caption, cells, notes
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The ranked table, with a line saying what its figures are over."""
+    caption, cells, notes = table(rows)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join([caption, *lines, *notes])
 
 
 # -- the plot ------------------------------------------------------------------------------------------

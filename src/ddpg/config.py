@@ -6,9 +6,12 @@ names the key, before any work starts.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import math
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -153,6 +156,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def field_docs() -> dict[str, str]:
+    """{"agent.tau": "Soft update: ..."}: the doc written under each field above, read from this
+    module's source (Python keeps no attribute docstrings), its lines joined into one."""
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    docs = {}
+    for section in dataclasses.fields(Config):
+        body = classes[section.default_factory.__name__].body
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[f"{section.name}.{node.target.id}"] = " ".join(after.value.value.split())
+    return docs
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:

@@ -28,6 +28,9 @@ except ImportError as err:  # a checkout whose C extension was never built
 PHYSICS_DT = 0.02
 PHYSICS_STEPS_PER_DECISION = 4
 EPISODE_DECISIONS = 1000
+REWARD_PER_PHYSICS_STEP = 0.01  # for each physics step that ends with the hand in the goal
+# (smallest, largest) reward of a decision, as Gymnasium's toy-text envs declare it.
+REWARD_RANGE = (0.0, REWARD_PER_PHYSICS_STEP * PHYSICS_STEPS_PER_DECISION)
 TORQUE_SCALE = 150.0
 ANGULAR_DRAG = 0.05
 MAX_ANGULAR_SPEED = 7.0
@@ -334,6 +337,7 @@ class ReacherVectorEnv(_Rendering, VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1 / (PHYSICS_DT * PHYSICS_STEPS_PER_DECISION),
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
+    reward_range = REWARD_RANGE
 
     def __init__(self, num_envs: int = 20, goal_size: float = 5.0, goal_speed: float = 1.0,
                  hand_observation: bool = False, render_mode: str | None = None,
@@ -372,6 +376,7 @@ class ReacherEnv(_Rendering, gym.Env):
     """One arm of the same task, for the wider ecosystem (env checker, Stable-Baselines3, wrappers)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1 / (PHYSICS_DT * PHYSICS_STEPS_PER_DECISION)}
+    reward_range = REWARD_RANGE
 
     def __init__(self, goal_size: float = 5.0, goal_speed: float = 1.0, hand_observation: bool = False,
                  render_mode: str | None = None, width: int = 640, height: int = 480,
