@@ -240,3 +240,21 @@ def test_watch_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, 
     assert capsys.readouterr().out.rstrip().endswith(f"video: {out}, 3 frames of 640x480")
     assert out.stat().st_size > 1000
     assert [t.split("   ")[0] for t in texts] == ["step 0/3", "step 1/3", "step 2/3"]
+
+
+def test_the_reports_video_has_the_overlay(tmp_path, monkeypatch):
+    from ddpg import report
+    from ddpg.config import load_config
+    monkeypatch.setattr(report, "VIDEO_FRAMES", 2)
+    texts = []
+    draw_text = render.draw_text
+    monkeypatch.setattr(render, "draw_text", lambda frame, text: (texts.append(text), draw_text(frame, text)))
+
+    class Still:
+        def act(self, obs):
+            return np.zeros((len(obs), 4))
+
+    config = load_config(None, ["env.num_envs=2"])  # the built-in defaults are Reacher's
+    video = report.record(config, Still(), 0, report.Pictures(tmp_path))
+    assert video["frames"] == 2
+    assert [t.split("   ")[0] for t in texts] == [f"step {k * report.VIDEO_STRIDE}/1000" for k in range(2)]

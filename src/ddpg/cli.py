@@ -68,11 +68,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _watch(args: argparse.Namespace) -> None:
-    from .video import check_video_path, describe_video, write_video
+    from .video import check_video_path, describe_video, show_overlay, write_video
     check_video_path(args.out)
     path, _, env, agent = _loaded_agent(args.target, render_mode="rgb_array", num_envs=args.envs)
-    if hasattr(env.unwrapped, "overlay"):
-        env.unwrapped.overlay = True  # Reacher writes the step and the running score on each frame
+    show_overlay(env)
     frames: list = []
     scores = run_policy(env, agent.act, 1, args.seed, frames)
     fps = env.metadata.get("render_fps") or 30

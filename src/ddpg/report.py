@@ -30,7 +30,7 @@ from .networks import Actor, Critic
 from .plot import plot_diagnostics, plot_evaluation, plot_run, q_ceiling
 from .tracking import METRICS_FILE
 from .trainer import agent_from_checkpoint, episode_seed, make_env, newest_checkpoint, run_policy
-from .video import write_video
+from .video import show_overlay, write_video
 
 INSTALL = "ddpg report needs Jinja2: pip install 'ddpg[report]'"
 REPORT_FILE = "report.html"
@@ -274,6 +274,7 @@ def record(config: Config, agent: DDPG, seed: int, images: Pictures) -> dict[str
         env = make_env(config.env, render_mode="rgb_array")
     except ConfigError as err:  # e.g. the environment's renderer needs a package that is missing
         return {"image": None, "error": str(err)}
+    show_overlay(env)
     try:
         obs, _ = env.reset(seed=episode_seed(seed, 0))
         frames = []
@@ -291,7 +292,7 @@ def record(config: Config, agent: DDPG, seed: int, images: Pictures) -> dict[str
 
 
 def small(frame: np.ndarray) -> np.ndarray:
-    from PIL import Image  # matplotlib's own dependency
+    from PIL import Image
     height, width = frame.shape[:2]
     if width <= VIDEO_WIDTH:
         return frame

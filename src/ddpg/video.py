@@ -49,3 +49,10 @@ def describe_video(path: Path, frames: list[np.ndarray]) -> str:
     """One line for the user: where the video is, how many frames and their size."""
     height, width = frames[0].shape[:2]
     return f"video: {path}, {len(frames)} frames of {width}x{height}"
+
+
+def show_overlay(env) -> None:
+    """Have the env write what a viewer needs on each frame (the Reacher: the episode step and the
+    running mean score), where it can."""
+    if hasattr(env.unwrapped, "overlay"):
+        env.unwrapped.overlay = True
