@@ -181,9 +181,9 @@ def test_solving_on_evaluations(tmp_path):
         config("train.solve_on=eval")
 
 
-def test_prioritized_replay_in_the_trainer_updates_the_priorities_it_sampled():
+def test_prioritized_replay_in_the_trainer_updates_the_priorities_it_sampled(tmp_path):
     trainer = Trainer(load_config(None, [*PENDULUM, "replay.prioritized=true", "replay.alpha=1.0",
-                                         "agent.warmup_steps=0"]), None)
+                                         "agent.warmup_steps=0"]), tmp_path / "run")
     drawn, updated = [], []
     sample, update = trainer.buffer.sample, trainer.buffer.update_priorities
     trainer.buffer.sample = lambda n: drawn.append(sample(n)) or drawn[-1]
