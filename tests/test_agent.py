@@ -202,10 +202,10 @@ def test_action_joins_the_critic_where_configured():
     assert second(torch.randn(3, 5), torch.randn(3, 2)).shape == (3,)
 
 
-def _agent(batch_norm: bool, seed: int = 0) -> DDPG:
+def _agent(batch_norm: bool, seed: int = 0, compile: bool = False) -> DDPG:
     torch.manual_seed(seed)
     config = AgentConfig(actor_hidden=[16, 16], critic_hidden=[16, 16], batch_norm=batch_norm,
-                         layer_norm=not batch_norm, critic_grad_clip=1.0, actor_grad_clip=0.5)
+                         layer_norm=not batch_norm, critic_grad_clip=1.0, actor_grad_clip=0.5, compile=compile)
     return DDPG(5, np.full(2, -1.0), np.ones(2), config)
 
 
@@ -248,3 +248,14 @@ def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
     assert compiled._compiled_update is None and compiled.updates == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "ddpg: warning: agent.compile: compiling the update failed (no C++ compiler found); it runs uncompiled"]
+
+
+@pytest.mark.slow
+def test_the_compiled_update_learns_what_the_eager_one_does():
+    eager, compiled = _agent(False), _agent(False, compile=True)
+    for batch in _batches(3):
+        torch.testing.assert_close(eager.learn(batch)["td_error"], compiled.learn(batch)["td_error"],
+                                   rtol=1e-4, atol=1e-5)
+    assert compiled._compiled_update is not None  # it did compile here, and did not fall back
+    for (key, x), y in zip(eager.actor.state_dict().items(), compiled.actor.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=key)
