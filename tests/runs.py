@@ -99,4 +99,10 @@ def isolated(args: list[str], home: Path, ray_tmp: Path, **popen) -> subprocess.
 
 
 def namespaces_available() -> bool:
-    return os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("ip") is not None
+    """Whether `isolated` can run here: tried once for real (root alone is not enough in a container
+    without the right to create namespaces)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    probe = subprocess.run(["unshare", "-n", "-p", "-f", "-m", "--mount-proc", "sh", "-c", "ip link set lo up"],
+                           capture_output=True)
+    return probe.returncode == 0

@@ -25,7 +25,7 @@ from ddpg.compare import group_runs, load_runs, summarize, table
 from ddpg.config import Config, field_docs, load_config
 from ddpg.envs.reacher import ReacherVectorEnv
 from ddpg.plot import q_ceiling
-from ddpg.report import duration, git_commit, largest_reward, write_report
+from ddpg.report import duration, git_commit, largest_reward
 from ddpg.rundir import RunLock
 from ddpg.trainer import Trainer, agent_from_checkpoint, config_changes, make_env, read_checkpoint, run_policy
 from runs import PENDULUM, flip_bytes_in_largest_tensor

@@ -22,12 +22,23 @@ import pytest
 
 from ddpg.cli import main
 from ddpg.config import load_config
-from ddpg.rundir import read_outcome
+from ddpg.rundir import in_use, read_outcome
 from runs import isolated, namespaces_available
 
 ROOT = Path(__file__).resolve().parent.parent
 DDPG = [sys.executable, "-m", "ddpg.cli"]
-ray_test = pytest.mark.skipif(not namespaces_available(), reason="needs root, unshare and ip to isolate Ray")
+ray_test = pytest.mark.skipif(not namespaces_available(), reason="needs network and PID namespaces (root, unshare, "
+                              "ip, and the right to create them) to isolate Ray")
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The command's output; on a timeout the command and everything in its namespaces end too."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # unshare --kill-child: the kernel ends everything inside
+            proc.wait()
 
 GOOD = '''
 base = "configs/pendulum.toml"
@@ -65,6 +76,9 @@ seeds = [0, 1]
     (GOOD.replace("configs/pendulum.toml", "configs/nope.toml"), "base: no config file 'configs/nope.toml'"),
     (GOOD.replace('"train.target_score" = "none"', '"agent.gamma" = 2'), r"\[overrides\] agent.gamma: must be in \[0, 1\]"),
     ("base = [", "not a readable TOML file"),
+    (GOOD.replace('{ grid = [0.005, 0.02] }', '{ choice = [0.005, 0.02] }') + 'search = "optuna"\nscheduler = "asha"\n'
+     "episodes = 20\n", "sweep.scheduler: asha would stop some seeds of an Optuna configuration"),
+    (GOOD + "samples = 3\n", "sweep.samples: 3 would run every grid point 3 times alike"),
 ])
 def test_bad_sweep_files_are_one_line_before_ray_starts(text, message, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(ROOT)  # the base config is found from the working directory
@@ -109,7 +123,7 @@ def test_the_issues_pendulum_sweep_runs_as_written(tmp_path, ray_tmp):
     out = tmp_path / "out"
     proc = isolated([*DDPG, "sweep", "sweeps/pendulum.toml", "--out", str(out)], tmp_path / "home", ray_tmp,
                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output, _ = proc.communicate(timeout=900)
+    output, _ = finish(proc, 900)
     assert proc.returncode == 0, output
     folder = sweep_folder(out)
     names = sorted(trials(folder))
@@ -124,7 +138,8 @@ def test_the_issues_pendulum_sweep_runs_as_written(tmp_path, ray_tmp):
     assert len(rows) == 2 and {r["group"] for r in rows} == {"agent.tau=0.005", "agent.tau=0.02"}
     assert (folder / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = load_config(folder / "best.toml")  # a config `ddpg train --config` accepts
-    assert best.agent.tau in (0.005, 0.02) and best.train.episodes == 3
+    # the sweep's 3-episode budget was the sweep's; the best setting trains with the base's budget
+    assert best.agent.tau in (0.005, 0.02) and best.train.episodes == load_config("configs/pendulum.toml").train.episodes
     assert "up to 2 trial(s) at a time" in output
 
 
@@ -174,9 +189,10 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
     rows_before = (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint]
     assert read_outcome(run) is None and checkpoint < 12
 
-    resumed = isolated([*DDPG, "sweep", "--resume", str(folder)], tmp_path / "home", ray_tmp, cwd=ROOT,
+    # From another folder: the sweep's own folder holds everything it needs (not the base config's path)
+    resumed = isolated([*DDPG, "sweep", "--resume", str(folder)], tmp_path / "home", ray_tmp, cwd=tmp_path,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output, _ = resumed.communicate(timeout=900)
+    output, _ = finish(resumed, 900)
     assert resumed.returncode == 0, output
     for name, metrics in done_before.items():  # not rerun: not one byte of their metrics changed
         assert (folder / "trials" / name / "metrics.csv").read_bytes() == metrics
@@ -192,7 +208,8 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
 def test_a_cluster_sweep_survives_its_worker_dying_mid_trial(tmp_path, ray_tmp):
     proc = isolated([sys.executable, "tests/ray_cluster_scenario.py", str(tmp_path / "work")], tmp_path / "home",
                     ray_tmp, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=1200)
+    out, err = finish(proc, 1200)
+    assert out.strip(), err[-3000:]
     seen = json.loads(out.strip().splitlines()[-1])
     assert "sweep_exit" in seen, err[-3000:]
     assert seen["sweep_exit"] == 0, seen["output"]
@@ -200,3 +217,45 @@ def test_a_cluster_sweep_survives_its_worker_dying_mid_trial(tmp_path, ray_tmp):
     assert seen["worker"] in seen["nodes_of_killed"] and len(seen["nodes_of_killed"]) == 2
     assert seen["episodes_of_killed"][-1] == 60 and seen["rows_kept"]
     assert set(seen["outcomes"].values()) == {"finished"} and seen["summary"]
+
+
+ASHA = '''
+base = "configs/pendulum.toml"
+[overrides]
+"agent.actor_hidden" = [32, 32]
+"agent.critic_hidden" = [32, 32]
+"agent.warmup_steps" = 200
+"train.target_score" = "none"
+[space]
+"agent.tau" = { choice = [0.005, 0.02] }
+"noise.sigma" = { uniform = [0.05, 0.3] }
+[sweep]
+seeds = [0, 1]
+search = "random"
+samples = 2
+episodes = 8
+max_concurrent = 2
+scheduler = "asha"
+grace_period = 1
+reduction_factor = 2
+'''
+
+
+@ray_test
+def test_asha_stops_trials_early_and_the_summary_counts_them_apart(tmp_path, ray_tmp):
+    (tmp_path / "asha.toml").write_text(ASHA)
+    out = tmp_path / "out"
+    proc = isolated([*DDPG, "sweep", str(tmp_path / "asha.toml"), "--out", str(out)], tmp_path / "home", ray_tmp,
+                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = finish(proc, 900)
+    assert proc.returncode == 0, output
+    folder = sweep_folder(out)
+    outcomes = {name: read_outcome(run) for name, run in trials(folder).items()}
+    assert len(outcomes) == 4  # 2 random configurations x 2 seeds
+    stopped = [o for o in outcomes.values() if o["status"] == "early_stopped"]
+    assert stopped and all(o["episode"] < 8 for o in stopped), outcomes
+    assert all(o["status"] in ("finished", "early_stopped") for o in outcomes.values()), outcomes
+    assert not any(in_use(run) for run in trials(folder).values())  # each stopped trial let go of its run
+    with open(folder / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(int(r["stopped_early"]) for r in rows) == len(stopped)

@@ -157,10 +157,14 @@ class DDPG:
             nn.utils.clip_grad_norm_(self._critic_parameters, c.critic_grad_clip, foreach=True)
         self.critic_optimizer.step()
 
-        # The critic in eval mode: its batch-norm statistics moved once already in this update.
+        # The critic in eval mode, as when it judged the targets: its batch-norm statistics moved once
+        # already in this update, and the actor climbs the Q the critic will act with (running
+        # statistics), not a second batch's. Without batch norm the two modes are the same function.
         self.critic.eval()
-        actor_loss = -self.critic(obs, self.actor(obs)).mean()
-        self.critic.train()
+        try:
+            actor_loss = -self.critic(obs, self.actor(obs)).mean()
+        finally:
+            self.critic.train()
         self.actor_optimizer.zero_grad(set_to_none=True)
         # Gradients flow through the critic into the actor only; the critic's own are not touched.
         actor_loss.backward(inputs=self._actor_parameters)
@@ -194,8 +198,10 @@ class DDPG:
         with torch.no_grad():
             adam_step(self.critic_optimizer, self._critic_adam, clip(list(grads.values()), c.critic_grad_clip))
         self.critic.eval()  # as in _update
-        grads, policy_loss = grad_and_value(actor_loss)(actor, buffers)
-        self.critic.train()
+        try:
+            grads, policy_loss = grad_and_value(actor_loss)(actor, buffers)
+        finally:
+            self.critic.train()
         with torch.no_grad():
             adam_step(self.actor_optimizer, self._actor_adam, clip(list(grads.values()), c.actor_grad_clip))
         self._soft_update(c.tau)

@@ -131,8 +131,9 @@ def _demo(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from . import sweep
     if args.resume:
-        if args.storage:
-            raise ConfigError("--storage: cannot be used with --resume (the sweep goes on in its own folder)")
+        for flag, given in (("--storage", args.storage), ("--out", args.out != "sweeps-out")):
+            if given:
+                raise ConfigError(f"{flag}: cannot be used with --resume (the sweep goes on in its own folder)")
         sweep.resume(Path(args.resume), args.file, args.address)
     elif args.file:
         sweep.start(args.file, Path(args.out), args.address, args.storage)

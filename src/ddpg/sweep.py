@@ -25,6 +25,7 @@ from .tracking import score_columns
 from .trainer import ENV_BYTES, Trainer, make_env, memory_needed
 
 TRIALS = "trials"  # the trials' run directories, inside the sweep's folder
+COMPLETED = "completed-trials.txt"  # Tune's ids of the trials that ended, one a line
 SWEEP_FILE, SWEEP_STATE = "sweep.toml", "sweep.json"
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 # A Ray worker process with torch imported, before any run allocates anything (measured: ~0.4 GB).
@@ -184,6 +185,12 @@ def _check_settings(path: Path, s: SweepSettings, space: dict, base_episodes: in
     grids = [k for k, spec in space.items() if "grid" in spec]
     require(s.search != "optuna" or not grids,
             f"search: optuna cannot search grid keys ({', '.join(grids)}); use choice = [...] instead")
+    require(s.search != "optuna" or s.scheduler != "asha",
+            "scheduler: asha would stop some seeds of an Optuna configuration and not others, and Optuna learns "
+            "from the mean over seeds; use fifo with optuna")
+    require(not (s.search == "grid" and s.samples > 1 and len(grids) == len(space)),
+            f"samples: {s.samples} would run every grid point {s.samples} times alike; samples > 1 draws the "
+            "choice/uniform keys, and this space has none")
     require(s.metric != "episodes_to_target" or s.mode == "min",
             'mode: episodes_to_target is better low: mode = "min"')
     require(s.scheduler != "asha" or s.metric != "episodes_to_target",
@@ -207,7 +214,9 @@ def _short(value: Any) -> str:
 def trial_name(trial_id: str, values: dict[str, Any], seed: int) -> str:
     """'00003-agent.tau=0.005-seed1': the trial's number, its settings and its seed."""
     number = trial_id.rsplit("_", 1)[-1]
-    return "-".join([number, *(f"{k}={_short(v)}" for k, v in values.items()), f"seed{seed}"])
+    settings = "-".join(f"{k}={_short(v)}" for k, v in values.items()).replace("/", "_")
+    # A folder name has at most 255 bytes; the number alone keeps names apart.
+    return "-".join(filter(None, [number, settings[:200], f"seed{seed}"]))
 
 
 def _seed_and_values(sweep: Sweep, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -244,11 +253,17 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any], folder: str) -> Non
                      "episodes_to_target": _episodes_to_target(trainer.solved_at, budget, trainer.episode),
                      "run_dir": str(run_dir), "node": node})
 
-    if trainer.done:  # finished before the sweep was killed: report where it ended, train nothing
+    def report_unless_last(row: dict[str, float], checkpoint=None) -> None:
+        # The last episode is reported once the run has closed its books (outcome.json): a scheduler
+        # may stop a trial at any report, the last included (ASHA at its budget).
+        if not trainer.done:
+            report(row)
+
+    if not trainer.done:
+        trainer.train(progress=False, on_episode=report_unless_last)
+    else:  # finished before the sweep was killed: report where it ended, train nothing
         trainer.close()
-        report(score_columns(trainer.scores, trainer.config.train.window) | {"episode": trainer.episode})
-    else:
-        trainer.train(progress=False, on_episode=report)
+    report(score_columns(trainer.scores, trainer.config.train.window) | {"episode": trainer.episode})
 
 
 # -- the sweep ---------------------------------------------------------------------------------------
@@ -391,12 +406,12 @@ def resume(folder: Path, sweep_file: str | Path | None = None, address: str | No
         saved = Sweep.from_dict(json.loads((folder / SWEEP_STATE).read_text()))
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise SweepError(f"{folder}: not a sweep folder ({SWEEP_STATE}: {err})") from None
-    current = read_sweep(sweep_file or folder / SWEEP_FILE)
-    if current.search_spec() != saved.search_spec():
-        changed = [k for k in ("base", "space", "settings")
-                   if current.search_spec()[k] != saved.search_spec()[k]]
-        raise SweepError(f"{sweep_file or folder / SWEEP_FILE}: the sweep's {' and '.join(changed)} changed since it "
-                         f"started; restore the file as it was ({folder / SWEEP_STATE} holds it) or start a new sweep")
+    if sweep_file is not None:  # given again: it must still describe this sweep
+        current = read_sweep(sweep_file)
+        changed = [k for k in ("space", "settings") if current.search_spec()[k] != saved.search_spec()[k]]
+        if changed:
+            raise SweepError(f"{sweep_file}: the sweep's {' and '.join(changed)} changed since it started; restore "
+                             f"the file as it was ({folder / SWEEP_FILE}) or start a new sweep")
     ray, tune = _ray()
     return _run(saved, folder, ray, tune, _cluster_address(address), restore=True)
 
@@ -434,12 +449,16 @@ def _run(sweep: Sweep, folder: Path, ray, tune, address: str | None, restore: bo
                                                 reuse_actors=True),
                     run_config=tune.RunConfig(name="ray", storage_path=str(folder), verbose=0,
                                               failure_config=tune.FailureConfig(max_failures=3),
-                                              callbacks=[_progress(tune)]))
+                                              callbacks=[_progress(tune, folder)]))
             results = tuner.fit()
         finally:
             ray.shutdown()
-        _mark_early_stopped(results, sweep)
-        _summarize(sweep, folder)
+        completed = set((folder / COMPLETED).read_text().split()) if (folder / COMPLETED).exists() else set()
+        unfinished = _mark_early_stopped(results, completed)
+        if unfinished:
+            print(f"sweep interrupted with {unfinished} trial(s) unfinished; continue with: ddpg sweep --resume {folder}")
+        else:
+            _summarize(sweep, folder)
     finally:
         lock.release()
     return folder
@@ -459,11 +478,15 @@ def _print_plan(ray, sweep: Sweep, memory: int) -> None:
           f"each trial takes {s.cpus_per_trial} CPU and {memory / 2**30:.2f} GiB with its replay buffer)", flush=True)
 
 
-def _progress(tune):
+def _progress(tune, folder: Path):
     class Progress(tune.Callback):
-        """One line per trial that ends."""
+        """One line per trial that ends; the trials that ended (by their budget, their target or the
+        scheduler) are listed in the sweep's folder, so that a resumed sweep knows them too (Tune
+        restores its own copy of this callback)."""
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            with open(folder / COMPLETED, "a") as f:
+                f.write(f"{trial.trial_id}\n")
             r = trial.last_result or {}
             print(f"  {trial} done: episode {r.get('episode')}, trailing average {r.get('trailing_avg', math.nan):.2f}",
                   flush=True)
@@ -473,16 +496,24 @@ def _progress(tune):
     return Progress()
 
 
-def _mark_early_stopped(results, sweep: Sweep) -> None:
+def _mark_early_stopped(results, completed: set[str]) -> int:
     """Trials the scheduler stopped end without an outcome of their own (or with the exception that
-    stopped them): say so in their run directories, so that comparisons do not count them as failed."""
+    stopped them): say so in their run directories, so that comparisons do not count them as failed.
+    Returns how many trials are unfinished (the sweep was interrupted)."""
+    unfinished = 0
     for result in results:
-        run_dir = (result.metrics or {}).get("run_dir")
-        if result.error is not None or not run_dir:
+        metrics = result.metrics or {}
+        if result.error is not None:
             continue
-        outcome = read_outcome(Path(run_dir)) or {}
-        if outcome.get("status") not in ("solved", "finished"):
-            write_outcome(Path(run_dir), outcome | {"status": "early_stopped", "episode": result.metrics["episode"]})
+        outcome = read_outcome(Path(metrics["run_dir"])) or {} if "run_dir" in metrics else {}
+        if outcome.get("status") in ("solved", "finished", "early_stopped"):
+            continue
+        if metrics.get("trial_id") in completed:
+            outcome.pop("reason", None)  # the exception that stopped it is the scheduler's doing
+            write_outcome(Path(metrics["run_dir"]), outcome | {"status": "early_stopped", "episode": metrics["episode"]})
+        else:
+            unfinished += 1
+    return unfinished
 
 
 def _summarize(sweep: Sweep, folder: Path) -> None:
@@ -493,6 +524,9 @@ def _summarize(sweep: Sweep, folder: Path) -> None:
     print(format_table(rows))
     write_summary_csv(rows, folder / "summary.csv")
     plot_comparison(groups, folder / "compare.png")
+    if rows[0]["n"] == 0:
+        print(f"no configuration ran to its end, so there is no best.toml; summary.csv and compare.png in {folder}")
+        return
     write_best(sweep, next(g for g in groups if g.name == rows[0]["group"]), folder / "best.toml")
     print(f"summary.csv, best.toml (ddpg train --config {folder / 'best.toml'}) and compare.png in {folder}")
 
@@ -506,6 +540,8 @@ def write_best(sweep: Sweep, group, path: Path) -> None:
             "none" if value is None else value
     config = toml_ready(group.runs[0].config.to_dict())
     del config["train"]["seed"]
+    for key in ("episodes", "steps", "threads"):  # the sweep's budget and placement, not the setting's
+        config["train"][key] = toml_ready(sweep.base["train"][key])
     header = (f"# The best configuration of sweep {sweep.name} by {sweep.settings.metric} ({sweep.settings.mode}): "
               f"{group.name}\n")
     path.write_text(header + tomli_w.dumps(config))

@@ -140,6 +140,7 @@ class Renderer:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+            self._framed_goal_size = None  # a later render makes a new renderer and frames it again
 
 
 def draw_text(frame: np.ndarray, text: str) -> None:
