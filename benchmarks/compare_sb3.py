@@ -2,11 +2,12 @@
 
 Settings: 20,000 steps, 10,000 warm-up steps of random actions, 400-300 networks (ours: no batch
 norm, ReLU, as SB3's), batch 256, lr 1e-3, gamma 0.98, tau 0.005, Gaussian noise 0.1, one update per
-step, no gradient clipping. Prints wall times, their ratio, and the deterministic-evaluation return
+step, no gradient clipping, the same number of torch threads (--threads, default 1 as in our
+configs). Prints wall times, their ratio, and the deterministic-evaluation return
 (10 episodes) of both, per seed and summarized; then our learner's updates/s against a plain-PyTorch
 update loop of the same shapes (the ceiling).
 
-Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--seeds 3]
+Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--seeds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def run_sb3(seed: int) -> tuple[float, float]:
     return seconds, evaluate(lambda obs: model.predict(obs, deterministic=True)[0], seed)
 
 
-def run_ours(seed: int) -> tuple[float, float]:
+def run_ours(seed: int, threads: int) -> tuple[float, float]:
     config = load_config(Path(__file__).parent.parent / "configs" / "pendulum.toml",
-                         [f"train.seed={seed}", "train.target_score=none", f"train.episodes={STEPS // 200}",
+                         [f"train.seed={seed}", f"train.threads={threads}", "train.target_score=none",
+                          f"train.episodes={STEPS // 200}",
                           "train.tensorboard=false", "train.save_buffer=false"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp))
@@ -119,11 +121,16 @@ def our_updates_per_second(obs_dim: int, act_dim: int, batch: int, seconds: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     args = parser.parse_args()
+    # Set once for both: our trainer sets train.threads for the whole process, so without this SB3's
+    # first seed would run on torch's default and its later seeds on ours.
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for seed in range(args.seeds):
         sb3_s, sb3_r = run_sb3(seed)
-        our_s, our_r = run_ours(seed)
+        our_s, our_r = run_ours(seed, args.threads)
         rows.append((sb3_s, sb3_r, our_s, our_r))
         print(f"seed {seed}: SB3 {sb3_s:6.1f} s, return {sb3_r:7.1f} | ours {our_s:6.1f} s, "
               f"return {our_r:7.1f} | time ratio ours/SB3 {our_s / sb3_s:.2f}", flush=True)
