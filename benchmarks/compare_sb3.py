@@ -3,13 +3,14 @@
 Settings (rl-zoo's DDPG): 400-300 networks (ours: no batch norm, ReLU, the action at the critic's
 input, as SB3's), batch 256, lr 1e-3, tau 0.005, Gaussian noise 0.1 (of the half action range: SB3
 adds it to the action scaled to [-1, 1]), one update per step after the warm-up of random actions,
-no gradient clipping; per task (TASKS): the step budget, warm-up, gamma and buffer. Our run ends at
+no gradient clipping, the same number of torch threads (--threads, default 1 as in our configs);
+per task (TASKS): the step budget, warm-up, gamma and buffer. Our run ends at
 the end of the episode in which the budget is reached (at most one episode more than SB3's).
 Prints wall times, their ratio, and the deterministic-evaluation return (10 episodes) of both, per
 seed and summarized; then, for Pendulum, our learner's updates/s against a plain-PyTorch update
 loop of the same shapes (the ceiling).
 
-Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--task InvertedPendulum-v5] [--seeds 3]
+Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--task InvertedPendulum-v5] [--seeds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -70,13 +71,13 @@ def run_sb3(task: str, seed: int) -> tuple[float, float]:
     return seconds, evaluate(task, lambda obs: model.predict(obs, deterministic=True)[0], seed)
 
 
-def run_ours(task: str, seed: int) -> tuple[float, float]:
+def run_ours(task: str, seed: int, threads: int) -> tuple[float, float]:
     steps, warmup, gamma, buffer = TASKS[task]
     # configs/pendulum.toml holds the rl-zoo settings; the task's own figures go on top.
     config = load_config(Path(__file__).parent.parent / "configs" / "pendulum.toml",
                          [f"env.id={task}", f"agent.gamma={gamma}", f"agent.warmup_steps={warmup}",
                           f"agent.buffer_size={buffer}", f"train.steps={steps}", f"train.episodes={steps}",
-                          f"train.seed={seed}", "train.target_score=none", "train.window=1",
+                          f"train.seed={seed}", f"train.threads={threads}", "train.target_score=none", "train.window=1",
                           "train.tensorboard=false", "train.save_buffer=false"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp))
@@ -136,12 +137,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", choices=list(TASKS), default="Pendulum-v1")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     args = parser.parse_args()
+    # Set once for both: our trainer sets train.threads for the whole process, so without this SB3's
+    # first seed would run on torch's default and its later seeds on ours.
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{args.task}: {TASKS[args.task][0]:,} steps, {args.seeds} seeds", flush=True)
     rows = []
     for seed in range(args.seeds):
         sb3_s, sb3_r = run_sb3(args.task, seed)
-        our_s, our_r = run_ours(args.task, seed)
+        our_s, our_r = run_ours(args.task, seed, args.threads)
         rows.append((sb3_s, sb3_r, our_s, our_r))
         print(f"seed {seed}: SB3 {sb3_s:6.1f} s, return {sb3_r:7.1f} | ours {our_s:6.1f} s, "
               f"return {our_r:7.1f} | time ratio ours/SB3 {our_s / sb3_s:.2f}", flush=True)

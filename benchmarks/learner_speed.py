@@ -7,7 +7,8 @@ median of several rounds (ratios: the median of the per-round ratios).
 - "today": the code of commit 21fdebd, unpacked from git (`git archive`) into a temporary folder
   and imported from there: DDPG.learn, its soft update, Adam, networks and replay sampling as they
   were.
-- "new": this checkout's code.
+- "new": this checkout's code, as shipped (agent.compile off).
+- "compiled": this checkout's code with agent.compile=true; its first updates wait for the compiler.
 - "eager": the plain recipe written out below: nn.Sequential networks, torch.optim.Adam as
   constructed by default, clip_grad_norm_, a soft update looping over the parameters, sampling by
   indexing five tensors.
@@ -43,6 +44,7 @@ SHAPES = {"128-128 layer norm": ["agent.actor_hidden=[128, 128]", "agent.critic_
                                  "agent.layer_norm=true"],
           "400-300 no norm": ["agent.actor_hidden=[400, 300]", "agent.critic_hidden=[400, 300]",
                               "agent.layer_norm=false", "agent.batch_norm=false"]}
+COMPILE = {"compiled": ["agent.compile=true"]}  # today's code has no such option
 
 
 # -- the plain eager recipe ---------------------------------------------------------------------
@@ -246,11 +248,11 @@ def main() -> None:
         return worker(args.worker[0], args.worker[1], args.worker[2:])
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"today": unpack_today(Path(tmp)), "new": ROOT, "eager": ROOT}
+        paths = {"today": unpack_today(Path(tmp)), "new": ROOT, "compiled": ROOT, "eager": ROOT}
         print(f"one torch thread per worker; {args.rounds} rounds; today = commit {TODAY}", flush=True)
         for shape, overrides in SHAPES.items():
             start = time.perf_counter()
-            workers = {name: Worker(name if name == "eager" else "ddpg", overrides, path)
+            workers = {name: Worker(name if name == "eager" else "ddpg", overrides + COMPILE.get(name, []), path)
                        for name, path in paths.items()}
             n = 300 if "128" in shape else 100
             warmup = {name: w.time("updates 50") for name, w in workers.items()}  # includes any compilation
@@ -259,21 +261,24 @@ def main() -> None:
                 w.close()
             rate = {name: n / np.median(v) for name, v in t.items()}
             print(f"{shape}, batch {BATCH}, obs {OBS}, act {ACT}: updates/s today {rate['today']:.0f}, "
-                  f"new {rate['new']:.0f}, eager recipe {rate['eager']:.0f}; new/today "
-                  f"{ratio(t['new'], t['today'])}, new/eager {ratio(t['new'], t['eager'])}, eager/today "
+                  f"new {rate['new']:.0f}, compiled {rate['compiled']:.0f}, eager recipe {rate['eager']:.0f}; "
+                  f"new/today {ratio(t['new'], t['today'])}, compiled/today {ratio(t['compiled'], t['today'])}, "
+                  f"new/eager {ratio(t['new'], t['eager'])}, eager/today "
                   f"{ratio(t['eager'], t['today'])}; first 50 updates (s): "
                   + ", ".join(f"{k} {v:.1f}" for k, v in warmup.items())
                   + f"; {time.perf_counter() - start:.0f} s", flush=True)
 
-        workers = {name: Worker(name if name == "eager" else "ddpg", [], path) for name, path in paths.items()}
+        workers = {name: Worker(name if name == "eager" else "ddpg", COMPILE.get(name, []), path)
+                   for name, path in paths.items()}
         first = {name: w.time("episode") for name, w in workers.items()}  # fills the buffer, compiles
         t = contest(workers, "episode", args.episodes)
         for w in workers.values():
             w.close()
         s = {name: float(np.median(v)) for name, v in t.items()}
         print(f"one 20-arm Reacher episode (1000 steps, 1000 updates), s: today's trainer {s['today']:.2f}, "
-              f"new trainer {s['new']:.2f}, eager recipe + env {s['eager']:.2f}; new/today "
-              f"{ratio(t['new'], t['today'])}, new/eager {ratio(t['new'], t['eager'])} (aim 1.30x), "
+              f"new trainer {s['new']:.2f}, compiled {s['compiled']:.2f}, eager recipe + env {s['eager']:.2f}; "
+              f"new/today {ratio(t['new'], t['today'])}, new/eager {ratio(t['new'], t['eager'])} (aim 1.30x), "
+              f"compiled/eager {ratio(t['compiled'], t['eager'])}, "
               f"eager/today {ratio(t['eager'], t['today'])}; first episode (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in first.items()), flush=True)
 
