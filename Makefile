@@ -35,6 +35,9 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/reacher_calibration.py
 	$(BIN)/python benchmarks/replay_speed.py
 	$(BIN)/python benchmarks/compare_sb3.py
+	$(BIN)/python benchmarks/learner_speed.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/video_speed.py
 
 clean:

@@ -77,7 +77,7 @@ class AgentConfig:
     actor_grad_clip: float = 0.0
     """Maximum gradient norm of the actor (0: no clipping)."""
     compile: bool = False
-    """Compile the whole update into one graph (torch.compile, needs a C++ compiler): about 1.8x the updates/s at 128-128; the first update waits for the compiler (about 40 s, less from its disk cache)."""
+    """Compile the whole update into one graph (torch.compile, needs a C++ compiler): about 1.8x the updates/s at 128-128; the first update waits for the compiler (about 25 s, less from its disk cache)."""
 
 
 @dataclass
