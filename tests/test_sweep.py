@@ -143,14 +143,17 @@ def test_the_issues_pendulum_sweep_runs_as_written(tmp_path, ray_tmp):
     assert "up to 2 trial(s) at a time" in output
 
 
-KILLABLE = '''
+# A Pendulum small enough that a trial's episode takes a fraction of a second.
+SMALL = '''
 base = "configs/pendulum.toml"
 [overrides]
 "agent.actor_hidden" = [32, 32]
 "agent.critic_hidden" = [32, 32]
 "agent.warmup_steps" = 200
 "train.target_score" = "none"
-"train.checkpoint_every" = 1
+'''
+
+KILLABLE = SMALL + '''"train.checkpoint_every" = 1
 [space]
 "agent.tau" = { grid = [0.005, 0.02] }
 [sweep]
@@ -219,14 +222,7 @@ def test_a_cluster_sweep_survives_its_worker_dying_mid_trial(tmp_path, ray_tmp):
     assert set(seen["outcomes"].values()) == {"finished"} and seen["summary"]
 
 
-ASHA = '''
-base = "configs/pendulum.toml"
-[overrides]
-"agent.actor_hidden" = [32, 32]
-"agent.critic_hidden" = [32, 32]
-"agent.warmup_steps" = 200
-"train.target_score" = "none"
-[space]
+ASHA = SMALL + '''[space]
 "agent.tau" = { choice = [0.005, 0.02] }
 "noise.sigma" = { uniform = [0.05, 0.3] }
 [sweep]

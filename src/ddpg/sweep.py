@@ -505,7 +505,10 @@ def _mark_early_stopped(results, completed: set[str]) -> int:
         metrics = result.metrics or {}
         if result.error is not None:
             continue
-        outcome = read_outcome(Path(metrics["run_dir"])) or {} if "run_dir" in metrics else {}
+        if "run_dir" not in metrics:  # never reported an episode
+            unfinished += 1
+            continue
+        outcome = read_outcome(Path(metrics["run_dir"])) or {}
         if outcome.get("status") in ("solved", "finished", "early_stopped"):
             continue
         if metrics.get("trial_id") in completed:
