@@ -36,6 +36,8 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/replay_speed.py
 	$(BIN)/python benchmarks/compare_sb3.py
 	$(BIN)/python benchmarks/learner_speed.py
+	$(BIN)/python benchmarks/update_floor.py
+	$(BIN)/python benchmarks/update_floor.py --threads 2
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/video_speed.py
