@@ -1,4 +1,4 @@
-"""The batched Reacher against the figures of shared/REACHER_SPEC.md."""
+"""The batched Reacher against the figures of docs/reacher.md (read out of the original Unity build)."""
 
 import gymnasium as gym
 import mujoco
