@@ -1,14 +1,17 @@
-"""DDPG: act with the local actor, learn from replayed batches, soft-update the target copies."""
+"""DDPG: act with the local actor; the one update (critic, then actor, then the soft update of the
+targets), run eagerly or compiled; the agent's state for checkpoints."""
 
 from __future__ import annotations
 
 import copy
 import sys
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
+from torch.optim.adam import adam
 
 from .config import AgentConfig
 from .networks import Actor, Critic
@@ -40,45 +43,72 @@ class SoftUpdate:
             t.copy_(l)
 
 
-def adam(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Fused: one kernel over all of a network's tensors (Adam's default on CPU loops over them). Its
-    state is made at once rather than at the first step, so that the compiled update can use it."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    for p in module.parameters():
-        optimizer.state[p] = {"step": torch.zeros(()), "exp_avg": torch.zeros_like(p),
-                              "exp_avg_sq": torch.zeros_like(p)}
-    return optimizer
+def value_and_grads(loss, network: nn.Module, *frozen: nn.Module) -> tuple[torch.Tensor, Any, list[torch.Tensor]]:
+    """`loss(network, *frozen)` returns (value, aux); this returns value, aux and the gradient of value
+    for each of `network`'s parameters, none for the frozen networks'. Run eagerly, autograd works on
+    the modules themselves (the least overhead per update); compiled, torch.func does, so that the
+    compiler makes the gradients part of the update's one graph (autograd's backward() would split it).
+    There, parameters enter as detached arguments, and batch-norm statistics (changed by a forward
+    pass in training mode) as arguments too: a function under torch.func.grad may change its
+    arguments but nothing else."""
+    if not torch.compiler.is_compiling():
+        value, aux = loss(network, *frozen)
+        return value, aux, list(torch.autograd.grad(value, list(network.parameters())))
+
+    def call(module: nn.Module, params: dict, buffers: dict):
+        return lambda *inputs: functional_call(module, (params, buffers), inputs)
+
+    def differentiated(params, buffers):
+        constants = [call(m, {k: p.detach() for k, p in m.named_parameters()}, b) for m, b in zip(frozen, buffers[1:])]
+        return loss(call(network, params, buffers[0]), *constants)
+    params = {k: p.detach() for k, p in network.named_parameters()}
+    buffers = [dict(m.named_buffers()) for m in (network, *frozen)]
+    grads, (value, aux) = grad_and_value(differentiated, has_aux=True)(params, buffers)
+    return value, aux, list(grads.values())
 
 
-def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
-    """nn.utils.clip_grad_norm_'s arithmetic: scale by max_norm / (norm + 1e-6) where that is < 1."""
-    if max_norm <= 0:
-        return grads
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-    return [g * scale for g in grads]
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
+    """nn.utils.clip_grad_norm_ on gradients held in a list rather than in `.grad` (torch.func's):
+    scaled in place by max_norm / (norm + 1e-6) where that is below 1; 0 means no clipping."""
+    if max_norm > 0:
+        norm = nn.utils.get_total_norm(grads, foreach=True)
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
 
 
-def adam_state(optimizer: torch.optim.Adam) -> list[tuple[torch.Tensor, ...]]:
-    """(parameter, exp_avg, exp_avg_sq, step) of each of the optimizer's parameters."""
-    return [(p, *(optimizer.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")))
-            for p in optimizer.param_groups[0]["params"]]
+class Optimizer:
+    """torch.optim.Adam for one network, stepped with gradients given as a list. The optimizer object
+    holds the hyperparameters and the state, in torch's own checkpoint format; its state is made at
+    once rather than at the first step, so that a compiled update finds it."""
 
+    def __init__(self, module: nn.Module, lr: float, weight_decay: float):
+        self.params = list(module.parameters())
+        self.torch = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, fused=True)
+        for p in self.params:
+            self.torch.state[p] = {"step": torch.zeros(()), "exp_avg": torch.zeros_like(p),
+                                   "exp_avg_sq": torch.zeros_like(p)}
+        self._lists()
 
-def adam_step(optimizer: torch.optim.Adam, state: list[tuple[torch.Tensor, ...]], grads: list[torch.Tensor]) -> None:
-    """torch.optim.Adam's step, in place, in its `capturable` form (step counts stay tensors), on the
-    optimizer's parameters and state as given by `adam_state`."""
-    group = optimizer.param_groups[0]
-    (beta1, beta2), lr, eps, weight_decay = group["betas"], group["lr"], group["eps"], group["weight_decay"]
-    for (p, exp_avg, exp_avg_sq, step), g in zip(state, grads):
-        if weight_decay:
-            g = g + weight_decay * p
-        step += 1
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        step_size = lr / (1 - beta1 ** step)
-        denom = (exp_avg_sq.sqrt() / (1 - beta2 ** step).sqrt()).add_(eps)
-        p -= step_size * exp_avg / denom
+    def _lists(self) -> None:
+        state = [self.torch.state[p] for p in self.params]
+        self.exp_avgs, self.exp_avg_sqs, self.steps = ([s[k] for s in state] for k in ("exp_avg", "exp_avg_sq", "step"))
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """torch's Adam step: its fused kernel when run eagerly; its single-tensor form when compiled,
+        where the compiler fuses it (the fused kernel cannot be traced)."""
+        group = self.torch.param_groups[0]
+        compiling = torch.compiler.is_compiling()
+        adam(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
+             foreach=False if compiling else None, fused=not compiling, amsgrad=False, maximize=False,
+             beta1=group["betas"][0], beta2=group["betas"][1], lr=group["lr"],
+             weight_decay=group["weight_decay"], eps=group["eps"])
+
+    def state_dict(self) -> dict:
+        return self.torch.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.torch.load_state_dict(state)
+        self._lists()  # loading replaced the state tensors
 
 
 class DDPG:
@@ -94,13 +124,10 @@ class DDPG:
                              c.critic_action_layer)
         self.actor_target = copy.deepcopy(self.actor).eval().requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
-        self.actor_optimizer = adam(self.actor, c.actor_lr, c.actor_weight_decay)
-        self.critic_optimizer = adam(self.critic, c.critic_lr, c.critic_weight_decay)
-        self._actor_parameters, self._critic_parameters = list(self.actor.parameters()), list(self.critic.parameters())
+        self.actor_optimizer = Optimizer(self.actor, c.actor_lr, c.actor_weight_decay)
+        self.critic_optimizer = Optimizer(self.critic, c.critic_lr, c.critic_weight_decay)
         self._soft_update = SoftUpdate((self.critic_target, self.critic), (self.actor_target, self.actor))
-        self._critic_adam, self._actor_adam = adam_state(self.critic_optimizer), adam_state(self.actor_optimizer)
-        self._compiled_update = (torch.compile(self._functional_update, fullgraph=True, dynamic=False)
-                                 if c.compile else None)
+        self._compiled_update = torch.compile(self._update, fullgraph=True, dynamic=False) if c.compile else None
         self.updates = 0
 
     @torch.no_grad()
@@ -112,7 +139,7 @@ class DDPG:
         return actions.numpy()
 
     def learn(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update of critic then actor, then the soft update. Returns losses and |TD errors|."""
+        """One update (see _update), compiled when agent.compile is set. Returns losses and |TD errors|."""
         args = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
         if self._compiled_update is None:
             out = self._update(*args)
@@ -130,82 +157,39 @@ class DDPG:
         self.updates += 1
         return out
 
-    def _target(self, rewards, next_obs, terminated) -> torch.Tensor:
-        with torch.no_grad():
-            next_q = self.critic_target(next_obs, self.actor_target(next_obs))
-            return td_target(rewards, terminated, next_q, self.config.gamma)
-
-    @staticmethod
-    def _critic_loss(critic, obs, actions, weights, y):
-        q = critic(obs, actions)
-        td_error = y - q
-        return (weights * td_error.square()).mean(), (q.detach(), td_error.detach())
-
-    @staticmethod
-    def _outputs(critic_loss, actor_loss, q, td_error) -> dict[str, torch.Tensor]:
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q.mean(),
-                "td_error": td_error.abs()}
-
     def _update(self, obs, actions, rewards, next_obs, terminated, weights) -> dict[str, torch.Tensor]:
-        """The update with autograd and torch's optimizers."""
+        """The DDPG update: the critic descends the weighted squared TD error against the targets'
+        y, the actor climbs the updated critic's Q(s, mu(s)), then the targets follow by tau."""
         c = self.config
-        y = self._target(rewards, next_obs, terminated)
-        critic_loss, (q, td_error) = self._critic_loss(self.critic, obs, actions, weights, y)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        if c.critic_grad_clip > 0:
-            nn.utils.clip_grad_norm_(self._critic_parameters, c.critic_grad_clip, foreach=True)
-        self.critic_optimizer.step()
+        with torch.no_grad():
+            y = td_target(rewards, terminated, self.critic_target(next_obs, self.actor_target(next_obs)), c.gamma)
+
+        def critic_loss(critic):
+            q = critic(obs, actions)
+            td_error = y - q
+            return (weights * td_error.square()).mean(), (q.detach(), td_error.detach())
+
+        def actor_loss(actor, critic):
+            return -critic(obs, actor(obs)).mean(), ()
+
+        loss_critic, (q, td_error), grads = value_and_grads(critic_loss, self.critic)
+        clip_grad_norm(grads, c.critic_grad_clip)
+        self.critic_optimizer.step(grads)
 
         # The critic in eval mode, as when it judged the targets: its batch-norm statistics moved once
         # already in this update, and the actor climbs the Q the critic will act with (running
         # statistics), not a second batch's. Without batch norm the two modes are the same function.
         self.critic.eval()
         try:
-            actor_loss = -self.critic(obs, self.actor(obs)).mean()
+            loss_actor, _, grads = value_and_grads(actor_loss, self.actor, self.critic)
         finally:
             self.critic.train()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        # Gradients flow through the critic into the actor only; the critic's own are not touched.
-        actor_loss.backward(inputs=self._actor_parameters)
-        if c.actor_grad_clip > 0:
-            nn.utils.clip_grad_norm_(self._actor_parameters, c.actor_grad_clip, foreach=True)
-        self.actor_optimizer.step()
+        clip_grad_norm(grads, c.actor_grad_clip)
+        self.actor_optimizer.step(grads)
 
         self._soft_update(c.tau)
-        return self._outputs(critic_loss, actor_loss, q, td_error)
-
-    def _functional_update(self, obs, actions, rewards, next_obs, terminated, weights) -> dict[str, torch.Tensor]:
-        """The same update with torch.func gradients and Adam written out, so that torch.compile
-        makes the whole of it one graph (autograd's backward() and torch's optimizers would split it)."""
-        c = self.config
-        y = self._target(rewards, next_obs, terminated)
-        critic = {name: p.detach() for name, p in self.critic.named_parameters()}
-        actor = {name: p.detach() for name, p in self.actor.named_parameters()}
-        # Batch norm's running statistics change in the forward pass: they enter as arguments, since a
-        # function under torch.func.grad may change its arguments but nothing else.
-        buffers = dict(self.critic.named_buffers()), dict(self.actor.named_buffers())
-
-        def critic_loss(params, buffers):
-            return self._critic_loss(lambda o, a: functional_call(self.critic, (params, buffers[0]), (o, a)),
-                                     obs, actions, weights, y)
-
-        def actor_loss(params, buffers):
-            action = functional_call(self.actor, (params, buffers[1]), (obs,))
-            return -functional_call(self.critic, (critic, buffers[0]), (obs, action)).mean()
-
-        grads, (loss, (q, td_error)) = grad_and_value(critic_loss, has_aux=True)(critic, buffers)
-        with torch.no_grad():
-            adam_step(self.critic_optimizer, self._critic_adam, clip(list(grads.values()), c.critic_grad_clip))
-        self.critic.eval()  # as in _update
-        try:
-            grads, policy_loss = grad_and_value(actor_loss)(actor, buffers)
-        finally:
-            self.critic.train()
-        with torch.no_grad():
-            adam_step(self.actor_optimizer, self._actor_adam, clip(list(grads.values()), c.actor_grad_clip))
-        self._soft_update(c.tau)
-        return self._outputs(loss, policy_loss, q, td_error)
+        return {"critic_loss": loss_critic.detach(), "actor_loss": loss_actor.detach(), "q": q.mean(),
+                "td_error": td_error.abs()}
 
     def state_dict(self) -> dict:
         return {name: getattr(self, name).state_dict() for name in self._PARTS} | {"updates": self.updates}
@@ -213,9 +197,4 @@ class DDPG:
     def load_state_dict(self, state: dict) -> None:
         for name in self._PARTS:
             getattr(self, name).load_state_dict(state[name])
-        for optimizer in (self.actor_optimizer, self.critic_optimizer):
-            for group in optimizer.param_groups:  # a checkpoint from before fused Adam stays fast
-                group.update(fused=True, foreach=None)
-        # Loading replaced the optimizers' state tensors.
-        self._critic_adam, self._actor_adam = adam_state(self.critic_optimizer), adam_state(self.actor_optimizer)
         self.updates = state["updates"]
