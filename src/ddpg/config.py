@@ -6,12 +6,10 @@ names the key, before any work starts.
 
 from __future__ import annotations
 
-import ast
+import copy
 import dataclasses
-import inspect
 import math
 import os
-import sys
 import tomllib
 import types
 import typing
@@ -24,126 +22,117 @@ class ConfigError(ValueError):
     """A configuration mistake; its message names the key."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (or its type's name): what a one-line error shows."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def setting(default: Any, doc: str) -> Any:
+    """A config field with its one-line doc, kept in the field's metadata: readable wherever the
+    package is installed (Python keeps no attribute docstrings, and a zipped install no source).
+    A list or table default is copied for each instance."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass
 class EnvConfig:
-    id: str = "ddpg/Reacher-v0"
-    """Gymnasium id of a continuous-action environment."""
-    num_envs: int = 20
-    """Environments (for Reacher: arms) stepped together; all feed one replay buffer."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for the environment's constructor (e.g. goal_speed)."""
+    id: str = setting("ddpg/Reacher-v0", "Gymnasium id of a continuous-action environment.")
+    num_envs: int = setting(20,
+        "Environments (for Reacher: arms) stepped together; all feed one replay buffer.")
+    kwargs: dict[str, Any] = setting({},
+        "Extra keyword arguments for the environment's constructor (e.g. goal_speed).")
 
 
 @dataclass
 class AgentConfig:
-    actor_hidden: list[int] = field(default_factory=lambda: [128, 128])
-    """Hidden layer sizes of the actor."""
-    critic_hidden: list[int] = field(default_factory=lambda: [128, 128])
-    """Hidden layer sizes of the critic."""
-    critic_action_layer: int = 1
-    """Where the action joins the critic: 1, at the second layer (the paper); 0, at the input (as SB3)."""
-    batch_norm: bool = False
-    """Batch-normalize the state at each network's input."""
-    layer_norm: bool = True
-    """Layer-normalize every hidden layer (per sample: the same in training, acting and targets)."""
-    activation: Literal["relu", "leaky_relu"] = "leaky_relu"
-    """Hidden-layer activation."""
-    actor_lr: float = 1e-3
-    """Adam learning rate of the actor."""
-    critic_lr: float = 1e-3
-    """Adam learning rate of the critic."""
-    actor_weight_decay: float = 0.0
-    """L2 weight decay of the actor (0: none)."""
-    critic_weight_decay: float = 0.0
-    """L2 weight decay of the critic (0: none)."""
-    gamma: float = 0.99
-    """Discount: near 1 values the far future, 0 only the next reward."""
-    tau: float = 5e-3
-    """Soft update: target <- tau * local + (1 - tau) * target, after every update."""
-    batch_size: int = 256
-    """Transitions per update."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity, in transitions (one per environment per step)."""
-    warmup_steps: int = 0
-    """Steps (of all environments at once) at the start with no learning."""
-    warmup_random: bool = True
-    """Act uniformly at random during warm-up (as SB3 and CleanRL); false: the actor plus its noise."""
-    learn_every: int = 10
-    """Learn every this many steps..."""
-    updates_per_learn: int = 10
-    """...with this many updates each time."""
-    critic_grad_clip: float = 1.0
-    """Maximum gradient norm of the critic (0: no clipping)."""
-    actor_grad_clip: float = 0.0
-    """Maximum gradient norm of the actor (0: no clipping)."""
-    compile: bool = False
-    """Compile the whole update into one graph (torch.compile, needs a C++ compiler): about 1.8x the updates/s at 128-128; the first update waits for the compiler (about 25 s, less from its disk cache)."""
+    actor_hidden: list[int] = setting([128, 128], "Hidden layer sizes of the actor.")
+    critic_hidden: list[int] = setting([128, 128], "Hidden layer sizes of the critic.")
+    critic_action_layer: int = setting(1,
+        "Where the action joins the critic: 1, at the second layer (the paper); 0, at the input (as SB3).")
+    batch_norm: bool = setting(False, "Batch-normalize the state at each network's input.")
+    layer_norm: bool = setting(True,
+        "Layer-normalize every hidden layer (per sample: the same in training, acting and targets).")
+    activation: Literal["relu", "leaky_relu"] = setting("leaky_relu", "Hidden-layer activation.")
+    actor_lr: float = setting(1e-3, "Adam learning rate of the actor.")
+    critic_lr: float = setting(1e-3, "Adam learning rate of the critic.")
+    actor_weight_decay: float = setting(0.0, "L2 weight decay of the actor (0: none).")
+    critic_weight_decay: float = setting(0.0, "L2 weight decay of the critic (0: none).")
+    gamma: float = setting(0.99, "Discount: near 1 values the far future, 0 only the next reward.")
+    tau: float = setting(5e-3, "Soft update: target <- tau * local + (1 - tau) * target, after every update.")
+    batch_size: int = setting(256, "Transitions per update.")
+    buffer_size: int = setting(1_000_000,
+        "Replay buffer capacity, in transitions (one per environment per step).")
+    warmup_steps: int = setting(0, "Steps (of all environments at once) at the start with no learning.")
+    warmup_random: bool = setting(True,
+        "Act uniformly at random during warm-up (as SB3 and CleanRL); false: the actor plus its noise.")
+    learn_every: int = setting(10, "Learn every this many steps...")
+    updates_per_learn: int = setting(10, "...with this many updates each time.")
+    critic_grad_clip: float = setting(1.0, "Maximum gradient norm of the critic (0: no clipping).")
+    actor_grad_clip: float = setting(0.0, "Maximum gradient norm of the actor (0: no clipping).")
+    compile: bool = setting(False,
+        "Compile the whole update into one graph (torch.compile, needs a C++ compiler): about 1.8x the "
+        "updates/s at 128-128; the first update waits for the compiler (about 25 s, less from its disk "
+        "cache).")
 
 
 @dataclass
 class ReplayConfig:
-    prioritized: bool = False
-    """Prioritized experience replay (Schaul et al., 2016) instead of uniform sampling."""
-    alpha: float = 0.6
-    """How strongly priorities shape sampling: P(i) ~ (|TD error| + epsilon)^alpha; 0 is uniform."""
-    beta: float = 0.4
-    """Starting exponent of the importance-sampling weights (N * P)^-beta; annealed to 1."""
-    beta_steps: int = 100_000
-    """Updates over which beta rises linearly to 1."""
-    epsilon: float = 1e-6
-    """Added to |TD error| so that no transition's priority is zero."""
+    prioritized: bool = setting(False,
+        "Prioritized experience replay (Schaul et al., 2016) instead of uniform sampling.")
+    alpha: float = setting(0.6,
+        "How strongly priorities shape sampling: P(i) ~ (|TD error| + epsilon)^alpha; 0 is uniform.")
+    beta: float = setting(0.4,
+        "Starting exponent of the importance-sampling weights (N * P)^-beta; annealed to 1.")
+    beta_steps: int = setting(100_000, "Updates over which beta rises linearly to 1.")
+    epsilon: float = setting(1e-6, "Added to |TD error| so that no transition's priority is zero.")
 
 
 @dataclass
 class NoiseConfig:
-    kind: Literal["ou", "gaussian"] = "ou"
-    """Exploration noise: Ornstein-Uhlenbeck or Gaussian, one independent process per environment."""
-    sigma: float = 0.2
-    """Noise scale, in units of half the action range."""
-    theta: float = 0.15
-    """Ornstein-Uhlenbeck pull toward zero per step."""
-    schedule: Literal["constant", "exponential", "score"] = "constant"
-    """How sigma is scaled per episode: constant, decay ** episode, or shrinking as the trailing score nears the target."""
-    decay: float = 0.99
-    """Per-episode factor of the exponential schedule."""
-    floor: float = 0.0
-    """Smallest scale the exponential and score schedules go down to."""
+    kind: Literal["ou", "gaussian"] = setting("ou",
+        "Exploration noise: Ornstein-Uhlenbeck or Gaussian, one independent process per environment.")
+    sigma: float = setting(0.2, "Noise scale, in units of half the action range.")
+    theta: float = setting(0.15, "Ornstein-Uhlenbeck pull toward zero per step.")
+    schedule: Literal["constant", "exponential", "score"] = setting("constant",
+        "How sigma is scaled per episode: constant, decay ** episode, or shrinking as the trailing score "
+        "nears the target.")
+    decay: float = setting(0.99, "Per-episode factor of the exponential schedule.")
+    floor: float = setting(0.0, "Smallest scale the exponential and score schedules go down to.")
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    """Seeds every random generator (Python, NumPy, torch, the environment)."""
-    episodes: int | None = 300
-    """Episode budget ("none": only the step budget counts)."""
-    steps: int | None = None
-    """Step budget: environment steps over all environments, as SB3's total_timesteps ("none": only
-    the episode budget counts). Whichever budget runs out first ends the run, at the end of an episode."""
-    target_score: float | None = 30.0
-    """Stop when the trailing average reaches this ("none": run the whole budget)."""
-    window: int = 100
-    """Episodes in the trailing average."""
-    solve_on: Literal["train", "eval"] = "train"
-    """What the target is checked on: the trailing average of training scores (the course's rule), or
-    each evaluation's mean score."""
-    eval_every: int = 0
-    """Evaluate the deterministic policy every this many episodes (0: not by episodes)."""
-    eval_every_steps: int = 0
-    """...or after the episode that passes every this many environment steps (0: not by steps)."""
-    eval_episodes: int = 5
-    """Episodes per evaluation, on an environment of its own with its own seeds (the same ones each time)."""
-    checkpoint_every: int = 10
-    """Write a checkpoint every this many episodes (and on reaching the target)."""
-    keep_checkpoints: int = 3
-    """How many periodic checkpoints to keep."""
-    save_buffer: bool = True
-    """Put the replay buffer into checkpoints, so a resumed run continues exactly."""
-    tensorboard: bool = True
-    """Also log metrics for TensorBoard (always: metrics.csv)."""
-    wandb: bool = False
-    """Also log to Weights & Biases (pip install ddpg[wandb]); offline unless WANDB_MODE says otherwise."""
-    threads: int = 1
-    """torch CPU threads (0: torch's default; small networks gain little from more, and one leaves a core free)."""
+    seed: int = setting(0, "Seeds every random generator (Python, NumPy, torch, the environment).")
+    episodes: int | None = setting(300, 'Episode budget ("none": only the step budget counts).')
+    steps: int | None = setting(None,
+        'Step budget: environment steps over all environments, as SB3\'s total_timesteps ("none": only the '
+        "episode budget counts). Whichever budget runs out first ends the run, at the end of an episode.")
+    target_score: float | None = setting(30.0,
+        'Stop when the trailing average reaches this ("none": run the whole budget).')
+    window: int = setting(100, "Episodes in the trailing average.")
+    solve_on: Literal["train", "eval"] = setting("train",
+        "What the target is checked on: the trailing average of training scores (the course's rule), or "
+        "each evaluation's mean score.")
+    eval_every: int = setting(0,
+        "Evaluate the deterministic policy every this many episodes (0: not by episodes).")
+    eval_every_steps: int = setting(0,
+        "...or after the episode that passes every this many environment steps (0: not by steps).")
+    eval_episodes: int = setting(5,
+        "Episodes per evaluation, on an environment of its own with its own seeds (the same ones each "
+        "time).")
+    checkpoint_every: int = setting(10,
+        "Write a checkpoint every this many episodes (and on reaching the target).")
+    keep_checkpoints: int = setting(3, "How many periodic checkpoints to keep.")
+    save_buffer: bool = setting(True,
+        "Put the replay buffer into checkpoints, so a resumed run continues exactly.")
+    tensorboard: bool = setting(True, "Also log metrics for TensorBoard (always: metrics.csv).")
+    wandb: bool = setting(False,
+        "Also log to Weights & Biases (pip install ddpg[wandb]); offline unless WANDB_MODE says otherwise.")
+    threads: int = setting(1,
+        "torch CPU threads (0: torch's default; small networks gain little from more, and one leaves a core "
+        "free).")
 
 
 @dataclass
@@ -159,18 +148,20 @@ class Config:
 
 
 def field_docs() -> dict[str, str]:
-    """{"agent.tau": "Soft update: ..."}: the doc written under each field above, read from this
-    module's source (Python keeps no attribute docstrings), its lines joined into one."""
-    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
-    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
-    docs = {}
-    for section in dataclasses.fields(Config):
-        body = classes[section.default_factory.__name__].body
-        for node, after in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
-                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-                docs[f"{section.name}.{node.target.id}"] = " ".join(after.value.value.split())
-    return docs
+    """{"agent.tau": "Soft update: ..."}: the doc of every field, by its dotted key."""
+    return {f"{section.name}.{f.name}": f.metadata["doc"]
+            for section in dataclasses.fields(Config) for f in dataclasses.fields(section.default_factory)}
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"agent": {"tau": 0.01}} -> {"agent.tau": 0.01}; env.kwargs stays one setting."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key != "kwargs":
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:
