@@ -151,7 +151,7 @@ def worker(kind: str, config_file: str, overrides: list[str]) -> None:
         def run_episode():
             nonlocal env, rng
             if env is None:
-                from ddpg.trainer import make_env
+                from ddpg.envs.factory import make_env
                 env, rng = make_env(config.env), np.random.default_rng(0)
                 recipe.size = 0
             recipe.episode(env, rng, episode)

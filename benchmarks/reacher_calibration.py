@@ -10,7 +10,8 @@ import argparse
 
 import numpy as np
 
-from ddpg.envs.reacher import EPISODE_DECISIONS, ReacherSim
+from ddpg.envs.reacher import ReacherSim
+from ddpg.envs.reacher.model import EPISODE_DECISIONS
 from ddpg.envs.scripted import scripted_actions
 
 

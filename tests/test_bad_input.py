@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ddpg.checkpoint import load_checkpoint, save_checkpoint
+from ddpg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from ddpg.cli import main
 from ddpg.config import load_config
 from ddpg.rundir import RunLock
-from ddpg.trainer import CHECKPOINT_FORMAT, Trainer
+from ddpg.trainer import Trainer
 from runs import PENDULUM, flip_bytes_in_largest_tensor
 
 @pytest.fixture(scope="module")

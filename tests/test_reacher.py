@@ -7,7 +7,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ddpg  # noqa: F401  (registers the environments)
-from ddpg.envs import reacher
+from ddpg.envs.reacher import model as reacher
+from ddpg.envs.reacher import sim as reacher_sim
 from ddpg.envs.reacher import ReacherEnv, ReacherSim, ReacherVectorEnv
 from ddpg.envs.scripted import hand_state, scripted_actions
 
@@ -197,11 +198,11 @@ def angular_speed_after(link_a_tilt, action, cap):
     sim.data.qpos[1] = link_a_tilt  # about Unity z
     mujoco.mj_fwdPosition(sim.model, sim.data)
     mujoco.mj_fwdVelocity(sim.model, sim.data)
-    old, reacher.MAX_ANGULAR_SPEED = reacher.MAX_ANGULAR_SPEED, cap
+    old, reacher_sim.MAX_ANGULAR_SPEED = reacher_sim.MAX_ANGULAR_SPEED, cap
     try:
         obs, _ = sim.step(np.array([action]))
     finally:
-        reacher.MAX_ANGULAR_SPEED = old
+        reacher_sim.MAX_ANGULAR_SPEED = old
     return np.linalg.norm(obs[0, 7:10])
 
 
@@ -341,9 +342,9 @@ def numpy_decision(sim, actions, hand_observation=False):
     raw[:, :9].reshape(-1, 3, 3)[:] -= sim.bases[:, None]
     raw[:, 29:32] = sim.goal_positions(sim.goal_angle)
     raw[:, 32] = sim.goal_step
-    hand = reacher._HAND_TRUE if hand_observation else reacher._HAND_CONSTANT
-    gather = np.array(reacher._OBS_FROM + hand + [32])
-    obs = (raw[:, gather] * reacher._OBS_SIGN).astype(np.float32)
+    hand = reacher.HAND_TRUE if hand_observation else reacher.HAND_CONSTANT
+    gather = np.array(reacher.OBS_FROM + hand + [32])
+    obs = (raw[:, gather] * reacher.OBS_SIGN).astype(np.float32)
     return obs, 0.01 * inside.sum(axis=0), fastest
 
 

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import ddpg  # noqa: F401  (sets MUJOCO_GL when there is no display)
-from ddpg.envs import reacher, render
+from ddpg.envs.reacher import env as reacher_env
+from ddpg.envs.reacher import model as reacher
+from ddpg.envs.reacher import render
 from ddpg.envs.reacher import ReacherEnv, ReacherVectorEnv
-from ddpg.envs.render import fit_camera
+from ddpg.envs.reacher.render import fit_camera
 from ddpg.envs.scripted import scripted_actions
 
 
@@ -154,7 +156,7 @@ def test_the_scene_does_not_change_the_dynamics(monkeypatch):
         return np.concatenate(out, axis=1), env.sim.model.ngeom
 
     with_scene, geoms = rollout()
-    monkeypatch.setattr(reacher, "_SCENE_XML", "")
+    monkeypatch.setattr(reacher, "SCENE_XML", "")
     without_scene, bare_geoms = rollout()
     assert bare_geoms == geoms - 1  # the floor is the scene's only geom
     assert with_scene.tobytes() == without_scene.tobytes()
@@ -213,7 +215,7 @@ def test_frames_have_the_asked_size_and_videos_are_written(tmp_path):
 
 def test_demo_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, monkeypatch, capsys):
     from ddpg.cli import main
-    monkeypatch.setattr(reacher, "EPISODE_DECISIONS", 3)  # a 3-step episode
+    monkeypatch.setattr(reacher_env, "EPISODE_DECISIONS", 3)  # a 3-step episode
     texts = []
     draw_text = render.draw_text
     monkeypatch.setattr(render, "draw_text", lambda frame, text: (texts.append(text), draw_text(frame, text)))
@@ -227,7 +229,7 @@ def test_demo_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, m
 def test_watch_video_has_the_overlay_and_reports_path_frames_and_size(tmp_path, monkeypatch, capsys):
     from ddpg.cli import main
     from runs import PENDULUM
-    monkeypatch.setattr(reacher, "EPISODE_DECISIONS", 3)  # 3-step episodes, in training and watching
+    monkeypatch.setattr(reacher_env, "EPISODE_DECISIONS", 3)  # 3-step episodes, in training and watching
     run = tmp_path / "run"
     reacher_run = [o for o in PENDULUM if not o.startswith("env.id")] + ["env.id=ddpg/Reacher-v0"]
     assert main(["train", "--quiet", "--run-dir", str(run), *reacher_run]) == 0

@@ -27,7 +27,11 @@ from ddpg.envs.reacher import ReacherVectorEnv
 from ddpg.plot import q_ceiling
 from ddpg.report import duration, git_commit, largest_reward
 from ddpg.rundir import RunLock
-from ddpg.trainer import Trainer, agent_from_checkpoint, config_changes, make_env, read_checkpoint, run_policy
+from ddpg.envs.factory import make_env
+from ddpg.evaluation import run_policy
+from ddpg.resume import config_changes
+from ddpg.checkpoint import agent_from_checkpoint, read_checkpoint
+from ddpg.trainer import Trainer
 from runs import PENDULUM, flip_bytes_in_largest_tensor
 
 SECTIONS = {"summary", "scores", "video", "evaluation", "diagnostics", "hyperparameters", "architectures"}

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from ddpg.cli import main
-from ddpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ddpg.checkpoint import CheckpointError, agent_from_checkpoint, load_checkpoint, save_checkpoint
 from ddpg.config import ConfigError, load_config
-from ddpg.trainer import Trainer, agent_from_checkpoint, make_env, run_policy
+from ddpg.envs.factory import make_env
+from ddpg.evaluation import run_policy
+from ddpg.trainer import Trainer
 
 
 class CountdownEnv(gym.Env):

@@ -14,8 +14,10 @@ from ddpg.config import ConfigError, load_config
 from ddpg.replay import Batch
 from ddpg.rundir import read_outcome
 from ddpg.tracking import read_metrics
-from ddpg.trainer import (EVAL_SEED_OFFSET, Trainer, agent_from_checkpoint, episode_seed, make_env,
-                          resolve_checkpoint, run_policy)
+from ddpg.envs.factory import make_env
+from ddpg.evaluation import EVAL_SEED_OFFSET, episode_seed, run_policy
+from ddpg.checkpoint import agent_from_checkpoint, resolve_checkpoint
+from ddpg.trainer import Trainer
 from runs import PENDULUM, final_state
 import test_trainer  # noqa: F401  (registers test/Countdown-v0: 5 steps, reward 1 a step)
 

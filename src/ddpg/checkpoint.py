@@ -1,4 +1,6 @@
-"""Checkpoints: written atomically, loaded without executing anything from the file."""
+"""Checkpoints: written atomically, loaded without executing anything from the file, verified; and
+those of a run directory: written and pruned, what they must hold, the newest that verifies, and the
+agent rebuilt from one."""
 
 from __future__ import annotations
 
@@ -9,7 +11,21 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
+
+from .agent import DDPG
+from .config import Config, ConfigError, first_line, load_config
+from .rundir import CHECKPOINTS, checkpoint_files
+
+
+CHECKPOINT_FORMAT = 2
+# What a checkpoint of a run must hold, and of which type, before any of it is used.
+_PAYLOAD_TYPES = {"config": dict, "obs_dim": int, "act_dim": int, "episode": int, "steps": int,
+                  "env_steps": int, "scores": list, "evals": list, "best_eval": (float, type(None)),
+                  "wall_seconds": float,
+                  "solved_at": (int, type(None)), "agent": dict, "buffer": (dict, type(None)),
+                  "noise": dict, "rng": dict, "torch_rng": torch.Tensor, "python_rng": tuple}
 
 
 class CheckpointError(ValueError):
@@ -79,3 +95,94 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if where := _non_finite(payload):
         raise CheckpointError(f"{path}: holds a non-finite value at {where}")
     return payload
+
+
+# -- the checkpoints of a run directory ---------------------------------------------------------------
+def write_checkpoint(run_dir: Path, payload: dict[str, Any], name: str, keep: int | None = None) -> Path:
+    """Write checkpoints/`name` atomically; with `keep`, then delete all but the newest `keep` periodic ones."""
+    folder = run_dir / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = save_checkpoint(payload, folder / name)
+    if keep is not None:
+        for old in checkpoint_files(run_dir)[keep:]:
+            old.unlink()
+    return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A verified checkpoint whose contents are all there and of the right kinds."""
+    payload = load_checkpoint(path)
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {payload['format']!r}; this ddpg reads format "
+                              f"{CHECKPOINT_FORMAT}")
+    for key, kind in _PAYLOAD_TYPES.items():
+        if key not in payload:
+            raise CheckpointError(f"{path}: incomplete checkpoint (no {key!r})")
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise CheckpointError(f"{path}: damaged checkpoint ({key!r} is a {type(payload[key]).__name__})")
+    if len(payload["scores"]) != payload["episode"]:
+        raise CheckpointError(f"{path}: damaged checkpoint ({len(payload['scores'])} episode scores for "
+                              f"{payload['episode']} episodes)")
+    try:
+        load_config(base=payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its saved config is invalid ({err})") from None
+    return payload
+
+
+def _usable(path: Path) -> bool:
+    try:
+        read_checkpoint(path)
+        return True
+    except CheckpointError:
+        return False
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict, list[str]] | None:
+    """The newest checkpoint that verifies, with a note for each newer one that did not; None if the
+    run has no checkpoint at all."""
+    notes = []
+    for path in checkpoint_files(run_dir):
+        try:
+            return path, read_checkpoint(path), notes
+        except CheckpointError as err:
+            notes.append(f"skipping {err}")
+    if notes:
+        raise CheckpointError(f"{run_dir}: no usable checkpoint ({'; '.join(notes)})")
+    return None
+
+
+def resolve_checkpoint(target: str | Path) -> tuple[Path, dict]:
+    """A checkpoint file, or the newest checkpoint of a run directory, verified; a damaged newest one
+    is refused, naming the newest one that verifies."""
+    path = Path(target)
+    if path.is_dir():
+        files = checkpoint_files(path)
+        if not files:
+            raise CheckpointError(f"{path}: no checkpoint yet in {path / CHECKPOINTS}")
+        try:
+            return files[0], read_checkpoint(files[0])
+        except CheckpointError as err:
+            good = next((f for f in files[1:] if _usable(f)), None)
+            raise CheckpointError(f"{err}; " + (f"the newest that verifies is {good}" if good else
+                                                "no older checkpoint verifies either")) from None
+    return path, read_checkpoint(path)
+
+
+def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path,
+                          config: Config | None = None) -> DDPG:
+    """The checkpoint's agent (built per `config`, else the checkpoint's own), after checking it was
+    made for this env's observation and action sizes."""
+    obs_dim = env.single_observation_space.shape[0]
+    act_dim = env.single_action_space.shape[0]
+    if (payload["obs_dim"], payload["act_dim"]) != (obs_dim, act_dim):
+        raise CheckpointError(
+            f"{path}: made for observations of size {payload['obs_dim']} and actions of size "
+            f"{payload['act_dim']}; this environment has {obs_dim} and {act_dim}")
+    config = config or load_config(base=payload["config"])
+    agent = DDPG(obs_dim, env.single_action_space.low, env.single_action_space.high, config.agent)
+    try:
+        agent.load_state_dict(payload["agent"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: networks do not fit the configuration ({first_line(err)})") from None
+    return agent

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, agent_from_checkpoint, resolve_checkpoint
 from .config import ConfigError, load_config
-from .trainer import (Trainer, TrainingError, agent_from_checkpoint, make_env, resolve_checkpoint,
-                      run_config, run_policy)
-
-# Evaluations from the command line: seeds no training episode used, and how many episodes.
-EVAL_SEED = 10_000
-EVAL_EPISODES = 5
+from .envs.factory import make_env
+from .evaluation import EVAL_EPISODES, EVAL_SEED, run_policy
+from .rundir import run_config
+from .trainer import Trainer, TrainingError
 
 
 def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
@@ -112,7 +110,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .envs.reacher import ReacherVectorEnv
+    from .envs import ReacherVectorEnv
     from .envs.scripted import scripted_actions
     from .video import check_video_path, describe_video, write_video
 

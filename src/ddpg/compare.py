@@ -3,8 +3,8 @@ its runs ended, when they solved, and a metric's mean and interquartile mean (IQ
 95% stratified-bootstrap confidence intervals (Agarwal et al., 2021, "Deep Reinforcement Learning at
 the Edge of the Statistical Precipice"), in plain NumPy; and the learning curves with their bands.
 
-It reads run directories only (config.json, metrics.csv, outcome.json, .lock): no Ray, and no torch
-unless a config.json is damaged and a checkpoint's config has to stand in for it.
+It reads run directories only (config.json, metrics.csv, outcome.json, .lock; a checkpoint's config
+where a config.json is damaged), through rundir.py: no Ray.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .config import Config, ConfigError, load_config  # noqa: E402
-from .rundir import CHECKPOINTS, CONFIG_FILE, RunDirError, in_use, is_run, read_config_file, read_outcome  # noqa: E402
+from .config import Config, flatten  # noqa: E402
+from .rundir import CHECKPOINTS, CONFIG_FILE, RunDirError, in_use, is_run, read_outcome, run_config  # noqa: E402
 from .tracking import METRICS_FILE, MetricsError, read_metrics  # noqa: E402
 
 # How a run is recorded, not how it learns: runs that differ only in these and the seed are one group.
@@ -109,20 +109,9 @@ def find_runs(folder: Path) -> list[Path]:
     return found
 
 
-def _config(run_dir: Path) -> Config:
-    """config.json; when it is damaged, the newest checkpoint's config (torch is imported only then)."""
-    try:
-        return load_config(base=read_config_file(run_dir))
-    except (RunDirError, ConfigError) as err:
-        if not (run_dir / CHECKPOINTS).is_dir():
-            raise RunDirError(f"{run_dir / CONFIG_FILE}: {err}" if isinstance(err, ConfigError) else str(err)) from None
-        from .trainer import run_config
-        return run_config(run_dir)
-
-
 def load_run(run_dir: Path) -> Run:
     running = in_use(run_dir)
-    run = Run(run_dir, _config(run_dir), None if running else read_outcome(run_dir), running)
+    run = Run(run_dir, run_config(run_dir), None if running else read_outcome(run_dir), running)
     path = run_dir / METRICS_FILE
     if path.exists() or run.status in ENDED:  # a run that ended has episodes: their absence is damage
         run.metrics = read_metrics(path)
@@ -139,7 +128,7 @@ def load_runs(paths: list[Path]) -> list[Run]:
         runs = find_runs(path)
         if not runs:
             if (path / CONFIG_FILE).exists():
-                _config(path)  # raises, naming what is wrong with it
+                run_config(path)  # raises, naming what is wrong with it
             raise RunDirError(f"{path}: no ddpg run directory in it or below it")
         found |= dict.fromkeys(p.resolve() for p in runs)
     return [load_run(p) for p in found]
@@ -156,16 +145,6 @@ class Group:
         return [r for r in self.runs if r.status in ENDED]
 
 
-def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and key != "kwargs":  # env.kwargs is one setting
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def show(value: Any) -> str:
     """A value as an override would write it: agent.tau=0.005, noise.kind=ou, train.target_score=none."""
     return value if isinstance(value, str) else "none" if value is None else json.dumps(value)
@@ -174,7 +153,7 @@ def show(value: Any) -> str:
 def group_runs(runs: list[Run]) -> list[Group]:
     """Runs whose configs differ only in the seed and bookkeeping (BOOKKEEPING), in order of first
     appearance; each group named by the keys in which the groups differ (one group: its env id)."""
-    settings = [{k: v for k, v in _flat(r.config.to_dict()).items() if k not in BOOKKEEPING} for r in runs]
+    settings = [{k: v for k, v in flatten(r.config.to_dict()).items() if k not in BOOKKEEPING} for r in runs]
     members: dict[str, list[int]] = {}
     for i, s in enumerate(settings):
         members.setdefault(json.dumps(s, sort_keys=True), []).append(i)

@@ -22,14 +22,15 @@ import numpy as np
 import torch
 
 from .agent import DDPG
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, agent_from_checkpoint, newest_checkpoint
 from .compare import Run, group_runs, load_runs, plot_comparison, show, summarize, table
 from .config import ConfigError, Config, field_docs
-from .envs.reacher import ReacherVectorEnv
+from .envs import ReacherVectorEnv
+from .envs.factory import make_env
+from .evaluation import episode_seed, run_policy
 from .networks import Actor, Critic
 from .plot import plot_diagnostics, plot_evaluation, plot_run, q_ceiling
 from .tracking import METRICS_FILE
-from .trainer import agent_from_checkpoint, episode_seed, make_env, newest_checkpoint, run_policy
 from .video import show_overlay, write_video
 
 INSTALL = "ddpg report needs Jinja2: pip install 'ddpg[report]'"

@@ -1,4 +1,7 @@
-"""Run directories: one owner at a time, what a folder holds, and names that cannot collide.
+"""Run directories: one owner at a time, names that cannot collide, what a folder holds, its config
+file and its outcome; with checkpoint.py (what its checkpoints hold), everything the trainer, the
+command line, reports, comparisons and sweeps read of a run. Neither torch nor Ray is imported here,
+so that runs can be compared without them.
 
 A run directory is owned through an OS lock (flock) on its `.lock` file, held for the run's life.
 The OS drops the lock when the process dies, however it dies, so a kill never leaves a stale lock.
@@ -13,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -162,3 +165,26 @@ def read_outcome(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """The run's periodic checkpoints, newest first."""
+    return sorted((run_dir / CHECKPOINTS).glob("episode_*.pt"), reverse=True)
+
+
+def run_config(run_dir: Path) -> Config:
+    """A run's config: its config.json, else (when that is missing or damaged) its newest checkpoint's."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    try:
+        return load_config(base=read_config_file(run_dir))
+    except (RunDirError, ConfigError) as err:
+        found = None
+        if checkpoint_files(run_dir):
+            from .checkpoint import newest_checkpoint  # torch, only when a checkpoint must stand in
+            found = newest_checkpoint(run_dir)
+        if found is None:
+            raise RunDirError(f"{run_dir / CONFIG_FILE}: {err}" if isinstance(err, ConfigError) else str(err)) from None
+        print(f"{err}; using the config of {found[0]}")
+        return load_config(base=found[1]["config"])

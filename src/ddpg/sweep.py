@@ -15,14 +15,16 @@ import os
 import time
 import tomllib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, load_config, merge, with_values
+from .config import ConfigError, load_config, merge, setting, with_values
 from .rundir import RunLock, in_use, is_run, read_outcome, write_outcome
 from .tracking import score_columns
-from .trainer import ENV_BYTES, Trainer, make_env, memory_needed
+from .envs.factory import ENV_BYTES, make_env
+from .resources import memory_needed
+from .trainer import Trainer
 
 TRIALS = "trials"  # the trials' run directories, inside the sweep's folder
 COMPLETED = "completed-trials.txt"  # Tune's ids of the trials that ended, one a line
@@ -40,30 +42,31 @@ class SweepError(ValueError):
 
 @dataclass
 class SweepSettings:
-    seeds: list[int] = field(default_factory=list)
-    """Every configuration runs once with each of these seeds, so no result rests on one seed."""
-    search: Literal["grid", "random", "optuna"] = "grid"
-    """grid: every combination of the grid values; random: `samples` random draws; optuna: TPE over `samples` configurations."""
-    samples: int = 1
-    """Configurations drawn (random, optuna); with grid, draws of any choice/uniform keys, each crossed with the grid."""
-    metric: Literal["trailing_avg", "score", "episodes_to_target"] = "trailing_avg"
-    """What ranks configurations: the final trailing average, the final episode score, or the solve episode."""
-    mode: Literal["max", "min"] = "max"
-    """Whether the metric is better high (max) or low (min; episodes_to_target)."""
-    scheduler: Literal["fifo", "asha"] = "fifo"
-    """fifo: every trial runs its whole budget; asha: trials behind their peers stop early, judged over episodes."""
-    grace_period: int = 10
-    """asha: episodes every trial runs before it can be stopped."""
-    reduction_factor: float = 3.0
-    """asha: one trial in this many goes on at each rung."""
-    episodes: int | None = None
-    """Episode budget of each trial (default: the base config's train.episodes)."""
-    max_concurrent: int | None = None
-    """Trials at a time (default: as many as the CPUs and the memory hold, each trial's replay buffer counted)."""
-    cpus_per_trial: int = 1
-    """CPUs per trial; the trial's torch threads are set to match."""
-    gpus_per_trial: int = 0
-    """GPUs per trial; must be 0: the agent trains on the CPU."""
+    seeds: list[int] = setting([],
+        "Every configuration runs once with each of these seeds, so no result rests on one seed.")
+    search: Literal["grid", "random", "optuna"] = setting("grid",
+        "grid: every combination of the grid values; random: `samples` random draws; optuna: TPE over "
+        "`samples` configurations.")
+    samples: int = setting(1,
+        "Configurations drawn (random, optuna); with grid, draws of any choice/uniform keys, each crossed "
+        "with the grid.")
+    metric: Literal["trailing_avg", "score", "episodes_to_target"] = setting("trailing_avg",
+        "What ranks configurations: the final trailing average, the final episode score, or the solve "
+        "episode.")
+    mode: Literal["max", "min"] = setting("max",
+        "Whether the metric is better high (max) or low (min; episodes_to_target).")
+    scheduler: Literal["fifo", "asha"] = setting("fifo",
+        "fifo: every trial runs its whole budget; asha: trials behind their peers stop early, judged over "
+        "episodes.")
+    grace_period: int = setting(10, "asha: episodes every trial runs before it can be stopped.")
+    reduction_factor: float = setting(3.0, "asha: one trial in this many goes on at each rung.")
+    episodes: int | None = setting(None,
+        "Episode budget of each trial (default: the base config's train.episodes).")
+    max_concurrent: int | None = setting(None,
+        "Trials at a time (default: as many as the CPUs and the memory hold, each trial's replay buffer "
+        "counted).")
+    cpus_per_trial: int = setting(1, "CPUs per trial; the trial's torch threads are set to match.")
+    gpus_per_trial: int = setting(0, "GPUs per trial; must be 0: the agent trains on the CPU.")
 
 
 @dataclass

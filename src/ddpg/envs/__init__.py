@@ -1,4 +1,5 @@
-"""Environments shipped with ddpg; registered with Gymnasium when `ddpg` is imported."""
+"""Environments: the Reacher shipped with ddpg, registered with Gymnasium when `ddpg` is imported,
+and (factory.py) how every run makes its environments."""
 
 import gymnasium as gym
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reacher import (ELBOW_OFFSET, HAND_OFFSET, LINK_B_CENTRE, LINK_B_COM, PIVOT_HEIGHT,
-                      TORQUE_SCALE)
+from .reacher.model import ELBOW_OFFSET, HAND_OFFSET, LINK_B_CENTRE, LINK_B_COM, PIVOT_HEIGHT, TORQUE_SCALE
 
 GRAVITY = np.array([0.0, -9.81, 0.0])
 PIVOT = np.array([0.0, PIVOT_HEIGHT, 0.0])

@@ -6,7 +6,7 @@
  * pointers, and the MjData arrays it reads and writes as buffers (their memory is fixed for the life
  * of the MjData). The arm layout is the one build_model_xml makes: arm a has links 2a (A) and 2a + 1
  * (B), hinges 4a, 4a + 1 on link A and 4a + 2, 4a + 3 on link B, sites 2a (link B centre) and 2a + 1
- * (hand). See ReacherSim in reacher.py for the physics.
+ * (hand). See ReacherSim in sim.py for the physics.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -348,7 +348,7 @@ static PyMethodDef Physics_methods[] = {
 
 static PyTypeObject PhysicsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "ddpg.envs._reacher.Physics",
+    .tp_name = "ddpg.envs.reacher._physics.Physics",
     .tp_doc = "The Reacher's per-decision physics on a MuJoCo model and data built by ReacherSim.",
     .tp_basicsize = sizeof(Physics),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -360,12 +360,12 @@ static PyTypeObject PhysicsType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "_reacher",
+    .m_name = "_physics",
     .m_doc = "Compiled Reacher physics: one decision per call.",
     .m_size = -1,
 };
 
-PyMODINIT_FUNC PyInit__reacher(void)
+PyMODINIT_FUNC PyInit__physics(void)
 {
     if (PyType_Ready(&PhysicsType) < 0)
         return NULL;

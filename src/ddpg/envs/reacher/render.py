@@ -15,8 +15,8 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .reacher import (ARM_REACH, GOAL_HEIGHT, GOAL_ORBIT_RADIUS, GOAL_RADIUS_PER_SIZE, PIVOT_HEIGHT,
-                      ReacherSim)
+from .model import ARM_REACH, GOAL_HEIGHT, GOAL_ORBIT_RADIUS, GOAL_RADIUS_PER_SIZE, PIVOT_HEIGHT
+from .sim import ReacherSim
 
 # Kept clear of arms and goals on every side, as a fraction of the frame's shorter side.
 MARGIN = 0.05
