@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: train test bench clean
 
-$(STAMP): pyproject.toml src/ddpg/envs/reacher/_physics.c
+$(STAMP): pyproject.toml setup.py src/ddpg/envs/reacher/_physics.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"

@@ -1,13 +1,15 @@
-"""The learner's speed against today's (commit 21fdebd) and against a plain eager PyTorch recipe.
+"""The learner's speed against an earlier commit's (--before, default 21fdebd) and against a plain
+eager PyTorch recipe.
 
 Each contestant runs in its own worker process with one torch thread; the workers take turns, so
 the contestants are measured interleaved in one run under the same load, and each figure is the
 median of several rounds (ratios: the median of the per-round ratios).
 
-- "today": the code of commit 21fdebd, unpacked from git (`git archive`) into a temporary folder
-  and imported from there: DDPG.learn, its soft update, Adam, networks and replay sampling as they
-  were.
-- "new": this checkout's code, as shipped (agent.compile off).
+- "before": the code of the commit given by --before, unpacked from git (`git archive`) into a
+  temporary folder, its C extension built there, and imported from there, with agent.compile off
+  where that commit has the option; "before compiled": the same with agent.compile=true (only
+  where the commit has it).
+- "new": this checkout's code with agent.compile=false.
 - "compiled": this checkout's code with agent.compile=true; its first updates wait for the compiler.
 - "eager": the plain recipe written out below: nn.Sequential networks, torch.optim.Adam as
   constructed by default, clip_grad_norm_, a soft update looping over the parameters, sampling by
@@ -15,11 +17,11 @@ median of several rounds (ratios: the median of the per-round ratios).
 
 Part 1, updates/s (one update: sample a batch of 256, learn from it), at the default shapes (128-128,
 layer norm, obs 33, act 4) and at 400-300 without normalization. Part 2, seconds per episode of
-the 20-arm Reacher: the real Trainer (configs/reacher.toml: 1000 steps, 1000 updates) of today
+the 20-arm Reacher: the real Trainer (configs/reacher.toml: 1000 steps, 1000 updates) of the commit before
 and of this checkout, against the eager recipe with the same 1000 environment steps (acting with
 its actor plus Gaussian noise) and the same 1000 updates.
 
-Run: python benchmarks/learner_speed.py [--rounds 7]
+Run: python benchmarks/learner_speed.py [--rounds 7] [--before REV]
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-TODAY = "21fdebd"
+BEFORE = "21fdebd"
 OBS, ACT, BATCH = 33, 4, 256
 SHAPES = {"128-128 layer norm": ["agent.actor_hidden=[128, 128]", "agent.critic_hidden=[128, 128]",
                                  "agent.layer_norm=true"],
           "400-300 no norm": ["agent.actor_hidden=[400, 300]", "agent.critic_hidden=[400, 300]",
                               "agent.layer_norm=false", "agent.batch_norm=false"]}
-COMPILE = {"compiled": ["agent.compile=true"]}  # today's code has no such option
+# Each contestant: (the code: "before" or "new", the worker kind, its overrides).
+CONTESTANTS = {"before": ("before", "ddpg", ["agent.compile=false"]),
+               "before compiled": ("before", "ddpg", ["agent.compile=true"]),
+               "new": ("new", "ddpg", ["agent.compile=false"]),
+               "compiled": ("new", "ddpg", ["agent.compile=true"]),
+               "eager": ("new", "eager", [])}
 
 
 # -- the plain eager recipe ---------------------------------------------------------------------
@@ -212,16 +219,27 @@ class Worker:
         self.proc.wait()
 
 
-def unpack_today(folder: Path) -> Path:
-    """The package and configs of commit TODAY, unpacked into `folder`."""
+def unpack(rev: str, folder: Path) -> Path:
+    """The package and configs of commit `rev`, unpacked into `folder`, its C extensions built in place."""
     try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", TODAY, "src/ddpg", "configs"], check=True,
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src/ddpg", "configs"], check=True,
                                  capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError) as err:
-        raise SystemExit(f"cannot unpack commit {TODAY} with git: {err}") from None
+        raise SystemExit(f"cannot unpack commit {rev} with git: {err}") from None
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
+    sources = sorted((folder / "src").rglob("*.c"))
+    if sources:
+        modules = [".".join(c.relative_to(folder / "src").with_suffix("").parts) for c in sources]
+        setup = ("from setuptools import Extension, setup; setup(script_args=['build_ext', '--inplace', '-q'], "
+                 f"package_dir={{'': 'src'}}, ext_modules=[Extension(m, [c], extra_compile_args=['-O3']) "
+                 f"for m, c in {list(zip(modules, map(str, sources)))!r}])")
+        subprocess.run([sys.executable, "-c", setup], cwd=folder, check=True, capture_output=True)
     return folder
+
+
+def knows_compile(folder: Path) -> bool:
+    return "compile" in (folder / "src" / "ddpg" / "config.py").read_text()
 
 
 def contest(workers: dict[str, Worker], command: str, rounds: int) -> dict[str, np.ndarray]:
@@ -230,6 +248,11 @@ def contest(workers: dict[str, Worker], command: str, rounds: int) -> dict[str, 
         for name, w in workers.items():
             times[name].append(w.time(command))
     return {name: np.array(t) for name, t in times.items()}
+
+
+# The ratios printed: how many times faster the first is than the second.
+RATIOS = (("new", "before"), ("compiled", "before compiled"), ("compiled", "before"), ("new", "eager"),
+          ("compiled", "eager"), ("eager", "before"))
 
 
 def ratio(a: np.ndarray, b: np.ndarray) -> str:
@@ -242,45 +265,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per contestant")
     parser.add_argument("--episodes", type=int, default=5, help="timed episodes per contestant")
+    parser.add_argument("--before", default=BEFORE, metavar="REV", help=f"the commit to compare with (default {BEFORE})")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker[0], args.worker[1], args.worker[2:])
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"today": unpack_today(Path(tmp)), "new": ROOT, "compiled": ROOT, "eager": ROOT}
-        print(f"one torch thread per worker; {args.rounds} rounds; today = commit {TODAY}", flush=True)
+        roots = {"before": unpack(args.before, Path(tmp)), "new": ROOT}
+        contestants = {name: (roots[code], kind, overrides) for name, (code, kind, overrides) in CONTESTANTS.items()}
+        if not knows_compile(roots["before"]):  # before agent.compile existed: the update as it was
+            contestants["before"] = (roots["before"], "ddpg", [])
+            del contestants["before compiled"]
+        print(f"one torch thread per worker; {args.rounds} rounds; before = commit {args.before}", flush=True)
         for shape, overrides in SHAPES.items():
             start = time.perf_counter()
-            workers = {name: Worker(name if name == "eager" else "ddpg", overrides + COMPILE.get(name, []), path)
-                       for name, path in paths.items()}
+            workers = {name: Worker(kind, overrides + extra, root) for name, (root, kind, extra) in contestants.items()}
             n = 300 if "128" in shape else 100
             warmup = {name: w.time("updates 50") for name, w in workers.items()}  # includes any compilation
             t = contest(workers, f"updates {n}", args.rounds)
             for w in workers.values():
                 w.close()
-            rate = {name: n / np.median(v) for name, v in t.items()}
-            print(f"{shape}, batch {BATCH}, obs {OBS}, act {ACT}: updates/s today {rate['today']:.0f}, "
-                  f"new {rate['new']:.0f}, compiled {rate['compiled']:.0f}, eager recipe {rate['eager']:.0f}; "
-                  f"new/today {ratio(t['new'], t['today'])}, compiled/today {ratio(t['compiled'], t['today'])}, "
-                  f"new/eager {ratio(t['new'], t['eager'])}, eager/today "
-                  f"{ratio(t['eager'], t['today'])}; first 50 updates (s): "
+            rate = ", ".join(f"{name} {n / np.median(v):.0f}" for name, v in t.items())
+            ratios = ", ".join(f"{name}/{base} {ratio(t[name], t[base])}" for name, base in RATIOS if name in t and base in t)
+            print(f"{shape}, batch {BATCH}, obs {OBS}, act {ACT}: updates/s {rate}; {ratios}; first 50 updates (s): "
                   + ", ".join(f"{k} {v:.1f}" for k, v in warmup.items())
                   + f"; {time.perf_counter() - start:.0f} s", flush=True)
 
-        workers = {name: Worker(name if name == "eager" else "ddpg", COMPILE.get(name, []), path)
-                   for name, path in paths.items()}
+        workers = {name: Worker(kind, extra, root) for name, (root, kind, extra) in contestants.items()}
         first = {name: w.time("episode") for name, w in workers.items()}  # fills the buffer, compiles
         t = contest(workers, "episode", args.episodes)
         for w in workers.values():
             w.close()
-        s = {name: float(np.median(v)) for name, v in t.items()}
-        print(f"one 20-arm Reacher episode (1000 steps, 1000 updates), s: today's trainer {s['today']:.2f}, "
-              f"new trainer {s['new']:.2f}, compiled {s['compiled']:.2f}, eager recipe + env {s['eager']:.2f}; "
-              f"new/today {ratio(t['new'], t['today'])}, new/eager {ratio(t['new'], t['eager'])} (aim 1.30x), "
-              f"compiled/eager {ratio(t['compiled'], t['eager'])}, "
-              f"eager/today {ratio(t['eager'], t['today'])}; first episode (s): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in first.items()), flush=True)
+        seconds = ", ".join(f"{name} {np.median(v):.2f}" for name, v in t.items())
+        ratios = ", ".join(f"{name}/{base} {ratio(t[name], t[base])}" for name, base in RATIOS if name in t and base in t)
+        print(f"one 20-arm Reacher episode (1000 steps, 1000 updates; the eager recipe with its own loop), s: "
+              f"{seconds}; {ratios}; first episode (s): " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()),
+              flush=True)
 
 
 if __name__ == "__main__":

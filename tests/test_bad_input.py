@@ -155,7 +155,7 @@ CASES = [
     ("a NaN learning rate", nothing, ["train", "--run-dir", "{P}", "agent.actor_lr=nan"], "agent.actor_lr: must be a finite number"),
     ("a negative seed", nothing, ["train", "--run-dir", "{P}", "train.seed=-1"], "train.seed: must be from 0 to 4294967295, got -1"),
     ("a huge seed", nothing, ["train", "--run-dir", "{P}", "--seed", "99999999999999999999"], "argument --seed: must be from 0 to"),
-    ("too many threads", nothing, ["train", "--run-dir", "{P}", "train.threads=100000"], r"train.threads: must be from 0 to \d+ \(this machine's cores"),
+    ("negative threads", nothing, ["train", "--run-dir", "{P}", "train.threads=-1"], r"train.threads: must be >= 0"),
     ("an absurd number of environments", nothing, ["train", "--run-dir", "{P}", "env.num_envs=99999999999999999999999"],
      r"env.num_envs: 99999999999999999999999 environments need"),
     ("an environment needing Box2D", nothing, ["train", "--run-dir", "{P}", "env.id=LunarLander-v3", "env.kwargs.continuous=true"],

@@ -1,4 +1,5 @@
-"""The batched Reacher against the figures of docs/reacher.md (read out of the original Unity build)."""
+"""The batched Reacher against the figures of docs/reacher.md (read out of the original Unity build),
+on both of its physics: the compiled one and the NumPy one that stands in where it is not built."""
 
 import gymnasium as gym
 import mujoco
@@ -8,6 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import ddpg  # noqa: F401  (registers the environments)
 from ddpg.envs.reacher import model as reacher
+from ddpg.envs.reacher import physics as physics_module
 from ddpg.envs.reacher import sim as reacher_sim
 from ddpg.envs.reacher import ReacherEnv, ReacherSim, ReacherVectorEnv
 from ddpg.envs.scripted import hand_state, scripted_actions
@@ -39,8 +41,20 @@ def unity_rotate(quat_xyzw, v):
     return v + 2 * w * np.cross(q, v) + 2 * np.cross(q, np.cross(q, v))
 
 
+@pytest.fixture(scope="module", params=["compiled", "numpy"], autouse=True)
+def physics(request):
+    """Every test here runs on the compiled physics and on its NumPy twin."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "numpy":
+            patch.setattr(physics_module, "_physics", None)
+            patch.setattr(physics_module, "_warned", True)  # its warning line: tests/test_platforms.py
+        numpy = isinstance(ReacherSim(1)._physics, physics_module.NumpyPhysics)
+        assert numpy == (request.param == "numpy")
+        yield request.param
+
+
 @pytest.fixture(scope="module")
-def sim():
+def sim(physics):
     return ReacherSim(20)
 
 
@@ -138,7 +152,7 @@ def test_hand_at_the_goal_earns_four_hundredths_far_away_none():
     sim.reset(np.random.default_rng(0))
     sim.model.opt.gravity[:] = 0  # so the placed arm stays where it is put
     sim.goal_angle[:], sim.goal_step[:] = 0.0, 0.0
-    place_hand(sim, sim.goal_positions(sim.goal_angle)[0])
+    place_hand(sim, reacher.goal_positions(sim.goal_angle)[0])
     mujoco.mj_fwdPosition(sim.model, sim.data)
     mujoco.mj_fwdVelocity(sim.model, sim.data)
     for _ in range(10):
@@ -158,11 +172,11 @@ def test_reward_distance_edge_goal_radius_plus_hand_radius(goal_size):
         sim.reset(np.random.default_rng(0))
         sim.model.opt.gravity[:] = 0  # so the placed arm stays where it is put
         sim.goal_angle[:], sim.goal_step[:] = 0.0, 0.0
-        place_hand(sim, sim.goal_positions(sim.goal_angle)[0] - [0.0, offset, 0.0])  # towards the base
+        place_hand(sim, reacher.goal_positions(sim.goal_angle)[0] - [0.0, offset, 0.0])  # towards the base
         mujoco.mj_fwdPosition(sim.model, sim.data)
         mujoco.mj_fwdVelocity(sim.model, sim.data)
         _, reward = sim.step(np.zeros((1, 4)))
-        assert np.linalg.norm(sim.hand_positions()[0] - sim.goal_positions(sim.goal_angle)[0]) == pytest.approx(offset)
+        assert np.linalg.norm(sim.hand_positions()[0] - reacher.goal_positions(sim.goal_angle)[0]) == pytest.approx(offset)
         assert reward[0] == pytest.approx(paid), f"hand {offset} from the goal's centre"
 
 
@@ -333,14 +347,14 @@ def numpy_decision(sim, actions, hand_observation=False):
         np.subtract(sites[:, 1], sim.bases, out=hands[k])
     angles = sim.goal_angle + sim.goal_step * np.arange(1, steps + 1)[:, None]
     sim.goal_angle = angles[-1]
-    inside = np.linalg.norm(hands - sim.goal_positions(angles), axis=-1) < sim.reward_distance
+    inside = np.linalg.norm(hands - reacher.goal_positions(angles), axis=-1) < sim.reward_distance
     mujoco.mj_sensorPos(m, d)
     mujoco.mj_sensorVel(m, d)
     raw = np.zeros((n, 36))
     raw[:, 35] = 1.0
     raw[:, :29] = d.sensordata.reshape(n, 29)
     raw[:, :9].reshape(-1, 3, 3)[:] -= sim.bases[:, None]
-    raw[:, 29:32] = sim.goal_positions(sim.goal_angle)
+    raw[:, 29:32] = reacher.goal_positions(sim.goal_angle)
     raw[:, 32] = sim.goal_step
     hand = reacher.HAND_TRUE if hand_observation else reacher.HAND_CONSTANT
     gather = np.array(reacher.OBS_FROM + hand + [32])
@@ -353,9 +367,9 @@ def numpy_decision(sim, actions, hand_observation=False):
     (lambda obs, rng: rng.choice([-1.0, 1.0], (len(obs), 4)), False, False),
     (ou_policy(), True, True),
 ], ids=["normal", "saturated", "ornstein-uhlenbeck"])
-def test_compiled_decision_matches_the_numpy_physics(policy, hand_observation, guard_acts):
-    """Every decision of a long rollout, from the state the compiled step reached, agrees with the
-    NumPy oracle to rounding. Whole free-running trajectories cannot be compared: the arms are
+def test_every_decision_matches_the_numpy_oracle(policy, hand_observation, guard_acts):
+    """Every decision of a long rollout, from the state the step reached, agrees with the NumPy oracle
+    (body torques that MuJoCo maps to the hinges, written independently of both physics) to rounding. Whole free-running trajectories cannot be compared: the arms are
     chaotic, and differences of 1e-19 after one decision reach O(1) within a few hundred."""
     sim = ReacherSim(5, hand_observation=hand_observation)
     oracle = ReacherSim(5)
@@ -380,12 +394,3 @@ def test_compiled_decision_matches_the_numpy_physics(policy, hand_observation, g
     if guard_acts:
         assert guarded == reacher.JOINT_SPEED_GUARD  # and so did the joint-speed guard
 
-
-def test_compiled_step_refuses_arrays_of_the_wrong_size():
-    sim = ReacherSim(2)
-    sim.reset(np.random.default_rng(0))
-    with pytest.raises(ValueError, match="actions must be 8 contiguous values"):
-        sim.step(np.zeros((3, 4)))
-    sim.goal_angle = np.zeros(3)
-    with pytest.raises(ValueError, match="goal_angle must be 2 contiguous values"):
-        sim.step(np.zeros((2, 4)))

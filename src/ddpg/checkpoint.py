@@ -20,6 +20,8 @@ from .rundir import CHECKPOINTS, checkpoint_files
 
 
 CHECKPOINT_FORMAT = 2
+# A folder can be opened and flushed to disk on POSIX systems; on Windows it cannot be opened at all.
+DIRECTORY_FSYNC = os.name == "posix"
 # What a checkpoint of a run must hold, and of which type, before any of it is used.
 _PAYLOAD_TYPES = {"config": dict, "obs_dim": int, "act_dim": int, "episode": int, "steps": int,
                   "env_steps": int, "scores": list, "evals": list, "best_eval": (float, type(None)),
@@ -44,11 +46,12 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if DIRECTORY_FSYNC:  # the rename itself reaches the disk
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return path
 
 

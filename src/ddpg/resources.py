@@ -4,6 +4,8 @@ threads, set for the run alone."""
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -60,8 +62,14 @@ def check_run_memory(config: Config, obs_dim: int, act_dim: int) -> None:
 def torch_threads(threads: int) -> Iterator[None]:
     """torch's CPU threads set to `threads` (0: torch's default) for the block, then put back as they
     were: the setting is one run's, and never leaks into other code in the process (a sweep trial
-    in a reused worker, a test)."""
+    in a reused worker, a test). A count above this machine's cores is a wish made on another
+    machine: it is clamped, with a note, so that a run opens anywhere."""
     before = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        print(f"ddpg: note: train.threads = {threads}, more than this machine's {cores} cores; using {cores}",
+              file=sys.stderr)
+        threads = cores
     if threads:
         torch.set_num_threads(threads)
     try:

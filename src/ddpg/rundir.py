@@ -3,13 +3,13 @@ file and its outcome; with checkpoint.py (what its checkpoints hold), everything
 command line, reports, comparisons and sweeps read of a run. Neither torch nor Ray is imported here,
 so that runs can be compared without them.
 
-A run directory is owned through an OS lock (flock) on its `.lock` file, held for the run's life.
-The OS drops the lock when the process dies, however it dies, so a kill never leaves a stale lock.
+A run directory is owned through an OS lock on its `.lock` file (flock on POSIX, a locked byte on
+Windows), held for the run's life. The OS drops the lock when the process dies, however it dies, so
+a kill never leaves a stale lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, load_config
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -29,24 +35,54 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as asked; the message names it and the way forward."""
 
 
+# Windows locks bytes, and a byte locked by one process cannot be read by another: the byte locked
+# lies far past the owner's pid, written at the start, which others read to say who owns the run.
+_LOCKED_BYTE = 2**30
+
+
+def _try_lock(fd: int, shared: bool = False) -> bool:
+    """Lock the open lock file without waiting; False when another holder has it. Windows has no
+    shared lock: there a probe takes the lock and gives it back at once (_unlock)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    os.lseek(fd, _LOCKED_BYTE, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return True
+
+
+def _unlock(fd: int) -> None:
+    """Give the lock back and close the file (on POSIX closing alone drops the flock)."""
+    if fcntl is None:
+        os.lseek(fd, _LOCKED_BYTE, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    os.close(fd)
+
+
 class RunLock:
     """Exclusive ownership of a run directory until `release()` or the process's end."""
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / LOCK_FILE
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd):
             os.close(fd)
-            raise _in_use(run_dir) from None
+            raise _in_use(run_dir)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd: int | None = fd
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
+            _unlock(self._fd)
             self._fd = None
 
 
@@ -65,13 +101,11 @@ def in_use(run_dir: Path) -> bool:
         fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    if _try_lock(fd, shared=True):
+        _unlock(fd)
         return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    os.close(fd)
+    return True
 
 
 def contents(run_dir: Path) -> list[str]:

@@ -29,6 +29,11 @@ static const Py_ssize_t array_per_arm[NUM_ARRAYS] = {18, 12, 12, 6, 4, 4, 4, 4, 
 /* Per arm the observation gathers from a raw row: the sensors (the first three are positions), the
  * goal (3), its speed (1) and the original's constant hand entry (0, 0, 1). */
 #define RAW_EXTRA 7
+/* The longest raw row: a fixed size (portable C has no variable-length arrays); the model has 29
+ * sensor values per arm. */
+#define MAX_RAW 64
+/* Not every C library defines M_PI (MSVC's does only with _USE_MATH_DEFINES). */
+#define PI 3.14159265358979323846
 
 typedef struct {
     PyObject_HEAD
@@ -121,9 +126,11 @@ static int Physics_init(Physics *self, PyObject *args, PyObject *kwargs)
     }
     const Py_ssize_t sensor_values = self->array[SENSORS].len / (Py_ssize_t)sizeof(double);
     self->sensors = sensor_values / self->arms;
-    if (self->sensors < 9 || self->sensors * self->arms != sensor_values) {
-        PyErr_SetString(PyExc_ValueError,
-                        "Reacher physics: sensordata must hold the same 9 or more values per arm");
+    if (self->sensors < 9 || self->sensors * self->arms != sensor_values
+        || self->sensors + RAW_EXTRA > MAX_RAW) {
+        PyErr_Format(PyExc_ValueError,
+                     "Reacher physics: sensordata must hold the same 9 to %d values per arm",
+                     MAX_RAW - RAW_EXTRA);
         return -1;
     }
     Py_buffer gather, sign;
@@ -213,7 +220,7 @@ static void integrate(const Physics *self)
 
 static void goal_position(const Physics *self, double angle_degrees, double goal[3])
 {
-    const double rad = angle_degrees * (M_PI / 180.0);
+    const double rad = angle_degrees * (PI / 180.0);
     goal[0] = self->orbit_radius * sin(rad);
     goal[1] = self->orbit_radius * cos(rad);
     goal[2] = self->goal_height;
@@ -226,7 +233,7 @@ static void observe(const Physics *self, const double *goal_angle, const double 
     self->stage[SENSOR_VEL](self->m, self->d);
     const double *sensordata = ARRAY(SENSORS), *bases = ARRAY(BASES);
     const Py_ssize_t s = self->sensors;
-    double raw[s + RAW_EXTRA];
+    double raw[MAX_RAW];
     for (Py_ssize_t a = 0; a < self->arms; a++) {
         memcpy(raw, sensordata + s * a, s * sizeof(double));
         for (int p = 0; p < 9; p++)

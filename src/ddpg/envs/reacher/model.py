@@ -89,6 +89,12 @@ def arm_bases(num_arms: int) -> np.ndarray:
     return bases
 
 
+def goal_positions(angle: np.ndarray, radius: float = GOAL_ORBIT_RADIUS, height: float = GOAL_HEIGHT) -> np.ndarray:
+    """Goal centres relative to the bases, MuJoCo frame, for goal angles in degrees (any shape)."""
+    rad = np.radians(angle)
+    return np.stack([radius * np.sin(rad), radius * np.cos(rad), np.full_like(rad, height)], axis=-1)
+
+
 def build_model_xml(num_arms: int, goal_size: float = 5.0) -> str:
     """MJCF text of `num_arms` independent arms; goals are mocap bodies used only for rendering."""
     arm = """

@@ -15,7 +15,8 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .model import ARM_REACH, GOAL_HEIGHT, GOAL_ORBIT_RADIUS, GOAL_RADIUS_PER_SIZE, PIVOT_HEIGHT
+from .model import ARM_REACH, GOAL_HEIGHT, GOAL_ORBIT_RADIUS, GOAL_RADIUS_PER_SIZE, PIVOT_HEIGHT, goal_positions
+from .offscreen import Offscreen
 from .sim import ReacherSim
 
 # Kept clear of arms and goals on every side, as a fraction of the frame's shorter side.
@@ -95,7 +96,7 @@ class Renderer:
         self._model.vis.global_.offwidth, self._model.vis.global_.offheight = self.width, self.height
         self._goals = slice(self._model.ngeom - sim.num_arms, None)  # the model's last geoms
         self._goal_idle = self._model.geom_rgba[self._goals].copy()
-        self._renderer: mujoco.Renderer | None = None
+        self._offscreen: Offscreen | None = None
         self._framed_goal_size: float | None = None
         self.camera = mujoco.MjvCamera()
 
@@ -112,9 +113,8 @@ class Renderer:
         model.vis.map.fogstart = FOG_START * farthest / model.stat.extent
         model.vis.map.fogend = FOG_END * farthest / model.stat.extent
         self.close()
-        self._renderer = mujoco.Renderer(model, self.height, self.width,
-                                         max_geom=max(10_000, 2 * model.ngeom))
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = True
+        self._offscreen = Offscreen(model, self.width, self.height, max_geom=max(10_000, 2 * model.ngeom))
+        self._offscreen.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = True
         self.camera = camera
         self._framed_goal_size = sim.goal_size
 
@@ -123,23 +123,22 @@ class Renderer:
         if self._framed_goal_size != sim.goal_size:
             self._frame()
         model.geom_size[self._goals] = sim.model.geom_size[self._goals]
-        goals = sim.goal_positions(sim.goal_angle)
+        goals = goal_positions(sim.goal_angle)
         inside = np.linalg.norm(sim.hand_positions() - goals, axis=1) < sim.reward_distance
         model.geom_rgba[self._goals] = np.where(inside[:, None], GOAL_LIT, self._goal_idle)
         data.qpos[:] = sim.data.qpos
         data.mocap_pos[:] = sim.bases + goals
         mujoco.mj_kinematics(model, data)
         mujoco.mj_camlight(model, data)
-        self._renderer.update_scene(data, camera=self.camera)
-        frame = self._renderer.render()
+        frame = self._offscreen.render(model, data, self.camera)
         if text:
             draw_text(frame, text)
         return frame
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        if self._offscreen is not None:
+            self._offscreen.close()
+            self._offscreen = None
             self._framed_goal_size = None  # a later render makes a new renderer and frames it again
 
 

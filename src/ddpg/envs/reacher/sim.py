@@ -10,7 +10,7 @@ import numpy as np
 from .model import (ANGULAR_DRAG, GOAL_HEIGHT, GOAL_ORBIT_RADIUS, GOAL_RADIUS_PER_SIZE, HAND_CONSTANT, HAND_RADIUS,
                     HAND_TRUE, JOINT_SPEED_GUARD, MAX_ANGULAR_SPEED, OBS_FROM, OBS_SIGN, OBS_SIZE, PHYSICS_DT,
                     PHYSICS_STEPS_PER_DECISION, TORQUE_SCALE, arm_bases, build_model_xml)
-from .physics import _physics, _stage_addresses
+from .physics import physics
 
 
 def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -25,15 +25,7 @@ def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 class ReacherSim:
     """Physics and task of N arms, batched; no Gymnasium semantics (those are in the env classes).
-
-    Each physics step, per link and before the joints are solved (PhysX's order): the applied
-    torque's impulse, the angular drag and the 7 rad/s cap act on the link's unconstrained angular
-    velocity. The drag and cap change dw of each link enters the joint solve as the extra body torque
-    I_world dw / dt; with the applied torque it reaches each hinge the link hangs from as its
-    component along the hinge's axis (J_rot^T tau), and MuJoCo solves M qacc = qfrc.
-    A decision (4 physics steps, the reward and the observation) runs in one call of the compiled
-    `_physics` module, which calls MuJoCo's own stages.
-    """
+    A decision (4 physics steps, the reward and the observation) is one call of physics.py's step."""
 
     def __init__(self, num_arms: int = 20, goal_size: float = 5.0, goal_speed: float = 1.0,
                  hand_observation: bool = False):
@@ -50,8 +42,8 @@ class ReacherSim:
         hand = HAND_TRUE if hand_observation else HAND_CONSTANT
         links = slice(1, 2 * n + 1)
         d = self.data
-        self._physics = _physics.Physics(
-            model=self.model, data=d, stages=_stage_addresses(),
+        self._physics = physics(
+            self.model, d,
             arrays=(d.ximat[links], d.cvel[links], d.xaxis, d.site_xpos, d.qpos, d.qvel,
                     d.qacc_smooth, d.qfrc_applied, d.sensordata, self.inertia, self.bases),
             gather=np.array(OBS_FROM + hand + [32], np.int32), sign=OBS_SIGN, arms=n,
@@ -78,12 +70,6 @@ class ReacherSim:
         mujoco.mj_fwdPosition(self.model, self.data)
         mujoco.mj_fwdVelocity(self.model, self.data)
         return self.observation()
-
-    def goal_positions(self, angle: np.ndarray) -> np.ndarray:
-        """Goal centres relative to the bases, MuJoCo frame, for goal angles in degrees (any shape)."""
-        rad = np.radians(angle)
-        return np.stack([GOAL_ORBIT_RADIUS * np.sin(rad), GOAL_ORBIT_RADIUS * np.cos(rad),
-                         np.full_like(rad, GOAL_HEIGHT)], axis=-1)
 
     def hand_positions(self) -> np.ndarray:
         """Hand centres relative to the bases, MuJoCo frame, shape (N, 3)."""
