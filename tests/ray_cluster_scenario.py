@@ -98,7 +98,7 @@ def main() -> None:
             for name, lines in (results(folders[0]) if folders else {}).items():
                 if lines and lines[-1]["node"] == worker_id and 3 <= lines[-1]["episode"] <= 40:
                     killed = name
-                    run_dir = Path(lines[-1]["run_dir"])
+                    run_dir = folders[0] / lines[-1]["run_dir"]  # relative to the sweep folder
                     rows_before = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)[:3]
                     kill_node(worker.pid)
                     break

@@ -106,3 +106,11 @@ def namespaces_available() -> bool:
     probe = subprocess.run(["unshare", "-n", "-p", "-f", "-m", "--mount-proc", "sh", "-c", "ip link set lo up"],
                            capture_output=True)
     return probe.returncode == 0
+
+
+def mount_namespaces() -> bool:
+    """Whether a test can mount a filesystem of its own (a small tmpfs) in a mount namespace."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                          capture_output=True).returncode == 0

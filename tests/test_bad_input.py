@@ -143,6 +143,7 @@ CASES = [
     ("resume with a corrupt config.json and no checkpoint", run_(only_config("{oops")), ["train", "--resume", "{P}"],
      r"config.json: not valid JSON \(Expecting property name"),
     ("config file that is a folder", folder({}), ["train", "--config", "{P}"], r"dir: cannot read it \(Is a directory\)"),
+    ("config file without end", nothing, ["train", "--config", "/dev/zero"], r"/dev/zero: larger than 1024 KiB"),
     # -- values
     ("networks too large to allocate", nothing, ["train", "--run-dir", "{P}", "agent.actor_hidden=[1000000,1000000]"],
      r"agent.actor_hidden, agent.critic_hidden: networks of 1,00\d,\d{3},\d{3},\d{3} parameters need"),

@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -264,3 +265,61 @@ def test_compare_imports_neither_torch_nor_ray():
     code = "import sys, ddpg.compare; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- rankings that must never be silently wrong ------------------------------------------------------------
+def nan_final(trials: Path) -> None:
+    """The last trailing average of both tau=0.05 runs is NaN."""
+    for run in trials.glob("tau0.05-seed*"):
+        lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+        header = lines[0].strip().split(",")
+        cells = lines[-1].strip().split(",")
+        cells[header.index("trailing_avg")] = "nan"
+        (run / "metrics.csv").write_text("".join(lines[:-1]) + ",".join(cells) + "\n")
+
+
+def cut_metrics(trials: Path) -> None:
+    """An interrupted copy: tau0.05-seed1's metrics.csv stops after episode 2 of the 3 it ran."""
+    path = trials / "tau0.05-seed1" / "metrics.csv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+
+
+def another_task(trials: Path) -> None:
+    """A Reacher run beside the Pendulum ones."""
+    Trainer(load_config(None, ["env.num_envs=2", "agent.actor_hidden=[16, 16]", "agent.critic_hidden=[16, 16]",
+                               "agent.batch_size=32", "agent.buffer_size=4000", "agent.learn_every=100",
+                               "agent.updates_per_learn=1", "train.episodes=1", "train.tensorboard=false"]),
+            trials / "reacher").train(progress=False)
+
+
+RANKING_CASES = [
+    ("a NaN final value ranks last, never first", nan_final,
+     {"agent.tau=0.005": 1, "agent.tau=0.05": 2}, [r"tau0.05-seed[12]: its trailing_avg is not a number"]),
+    ("a cut metrics.csv is named and left out", cut_metrics,
+     {"agent.tau=0.005": None, "agent.tau=0.05": None},
+     [r"tau0.05-seed1/metrics.csv ends at episode 2 but outcome.json says the run ended at episode 3: left out"]),
+    ("runs of different tasks are ranked within each", another_task,
+     {"ddpg/Reacher-v0": 1},
+     [r"ranked within each environment \((Pendulum-v1, ddpg/Reacher-v0|ddpg/Reacher-v0, Pendulum-v1)\)"]),
+]
+
+
+@pytest.mark.parametrize("name, edit, ranks, lines", RANKING_CASES, ids=[c[0] for c in RANKING_CASES])
+def test_rankings_that_would_mislead_are_refused_or_explained(name, edit, ranks, lines, sweep, tmp_path, capsys):
+    trials = tmp_path / "trials"
+    for run in (sweep / "trials").glob("tau*-seed*"):
+        shutil.copytree(run, trials / run.name)
+    edit(trials)
+    assert main(["compare", str(trials), "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    with open(tmp_path / "s.csv") as f:
+        rows = {r["group"]: r for r in csv.DictReader(f)}
+    for group, rank in ranks.items():
+        found = next(r for g, r in rows.items() if group in g)
+        assert rank is None or int(found["rank"]) == rank, (group, found["rank"])
+    for line in lines:
+        assert re.search(line, out), out
+    if edit is cut_metrics:
+        assert rows["agent.tau=0.05"]["n"] == "1" and rows["agent.tau=0.05"]["damaged"] == "1"
+    if edit is another_task:
+        assert sorted(int(r["rank"]) for r in rows.values()) == [1, 1, 2]  # each task has its own first

@@ -1,22 +1,22 @@
 """Training that survives kills, signals, NaNs, full disks and bad files (docs/reliability.md)."""
 
-import errno
-import os
+import json
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from ddpg import checkpoint as checkpoint_module
 from ddpg.agent import DDPG
 from ddpg.cli import main
 from ddpg.config import ConfigError, load_config
 from ddpg.rundir import read_outcome
 from ddpg.tracking import COLUMNS, repair_metrics
 from ddpg.trainer import Trainer, TrainingError
-from runs import assert_same_run, cli, final_state
+from runs import assert_same_run, cli, final_state, mount_namespaces
 
 SMALL = ["env.num_envs=2", "agent.actor_hidden=[32, 32]", "agent.critic_hidden=[32, 32]",
          "agent.batch_size=64", "agent.learn_every=50", "agent.updates_per_learn=4",
@@ -100,21 +100,36 @@ def test_non_finite_action_is_caught(tmp_path):
         trainer.run_episode()
 
 
-def test_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path, monkeypatch, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--quiet", "--run-dir", str(run), *SMALL, "train.episodes=1"]) == 0
-    capsys.readouterr()
-    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
-    real_save = torch.save
+FULL_DISK = """
+import json, subprocess, sys
+from pathlib import Path
+run, small = Path(sys.argv[1]) / "run", json.loads(sys.argv[2])
+ddpg = [sys.executable, "-m", "ddpg.cli", "train", "--quiet"]
+first = subprocess.run([*ddpg, "--run-dir", str(run), *small, "train.episodes=1"], capture_output=True, text=True)
+before = {p.name: p.read_bytes().hex() for p in (run / "checkpoints").iterdir()}
+second = subprocess.run([*ddpg, "--resume", str(run), "train.episodes=2"], capture_output=True, text=True)
+after = {p.name: p.read_bytes().hex() for p in (run / "checkpoints").iterdir()}
+outcome = json.loads((run / "outcome.json").read_text())
+print(json.dumps({"first": first.returncode, "code": second.returncode, "err": second.stderr, "same": before == after,
+                  "outcome": outcome}))
+"""
 
-    def full(obj, f, *args, **kwargs):
-        real_save(obj, f, *args, **kwargs)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(getattr(f, "name", f)))
-    monkeypatch.setattr(checkpoint_module.torch, "save", full)
-    code = main(["train", "--quiet", "--resume", str(run), "train.episodes=2"])
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1 and "No space left on device" in err
-    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before  # no temp file either
+
+@pytest.mark.skipif(not mount_namespaces(), reason="needs a mount namespace of its own (root, unshare) for a small tmpfs")
+def test_a_really_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path):
+    """On a real 1.5 MB filesystem (a tmpfs in the test's own mount namespace): the first checkpoint
+    (2,000 transitions) fits, the second (4,000) does not."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1536k tmpfs "$1" && shift && exec "$@"',
+                           "sh", str(disk), sys.executable, "-c", FULL_DISK, str(disk), json.dumps(SMALL)],
+                          capture_output=True, text=True)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["first"] == 0 and seen["code"] == 1, seen
+    lines = seen["err"].strip().splitlines()
+    assert lines == [f"ddpg train: error: No space left on device: {disk}/run/checkpoints/episode_000002.pt"], lines
+    assert seen["same"]  # the earlier checkpoint byte for byte, and no temporary file beside it
+    assert seen["outcome"]["status"] == "failed" and "No space left on device" in seen["outcome"]["reason"]
 
 
 def test_replay_buffer_that_cannot_fit_is_refused_with_the_figure(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import io
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 from PIL import Image
 
 import ddpg.report as report
@@ -26,11 +28,11 @@ from ddpg.config import Config, field_docs, load_config
 from ddpg.envs.reacher import ReacherVectorEnv
 from ddpg.plot import q_ceiling
 from ddpg.report import duration, git_commit, largest_reward
-from ddpg.rundir import RunLock
+from ddpg.checkpoint import agent_from_checkpoint, read_checkpoint
 from ddpg.envs.factory import make_env
 from ddpg.evaluation import run_policy
 from ddpg.resume import config_changes
-from ddpg.checkpoint import agent_from_checkpoint, read_checkpoint
+from ddpg.rundir import RunLock
 from ddpg.trainer import Trainer
 from runs import PENDULUM, flip_bytes_in_largest_tensor
 
@@ -368,3 +370,22 @@ def test_a_real_browser_renders_every_image(reacher, tmp_path):
     chromium("--window-size=1200,4000", f"--screenshot={shot}", html.as_uri(), profile=tmp_path / "profile")
     assert decode(shot.read_bytes()).size == (1200, 4000)
     print(f"screenshot of the report: {shot}")
+
+
+HOSTILE = "x`<img src=x onerror=alert(1)>` [click](javascript:alert(2)) <script>alert(3)<script> *b*"  # no /: one folder
+
+
+def test_the_markdown_twin_lets_no_html_markup_or_link_of_the_users_through(runs, tmp_path):
+    """Rendered as GitHub would (CommonMark, tables, raw HTML let through), the twin of a run whose name
+    is hostile shows the name as text and code, whole: no tag, link or emphasis comes of it."""
+    run = tmp_path / HOSTILE
+    shutil.copytree(runs / "pendulum", run, ignore=shutil.ignore_patterns("report*"))
+    _, markdown, _ = make_report(run, "--eval-episodes", "1", "--no-video", out=tmp_path / "r.html")
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    page = Page(rendered)
+    assert {"script", "em"}.isdisjoint(page.tags), page.tags
+    assert all(src.startswith("r_files/") for src in page.images) and page.images
+    assert not [href for href in page.links if href.startswith("javascript")]
+    codes = re.findall(r"<code>(.*?)</code>", rendered)
+    assert any(html.unescape(c).endswith(HOSTILE) for c in codes)  # one code span, not closed by the name's backticks
+    assert HOSTILE in html.unescape(page.text)  # the name as text, in the title

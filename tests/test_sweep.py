@@ -79,6 +79,20 @@ seeds = [0, 1]
     (GOOD.replace('{ grid = [0.005, 0.02] }', '{ choice = [0.005, 0.02] }') + 'search = "optuna"\nscheduler = "asha"\n'
      "episodes = 20\n", "sweep.scheduler: asha would stop some seeds of an Optuna configuration"),
     (GOOD + "samples = 3\n", "sweep.samples: 3 would run every grid point 3 times alike"),
+    # settings that only fail together, environments that do not exist, and the machine's limits:
+    # all found before the sweep's folder exists (issue 20)
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }',
+                  '"agent.batch_size" = { grid = [64, 3000] }\n"agent.buffer_size" = { grid = [1000, 200000] }'),
+     r"\[space\] the combination agent.batch_size=3000, agent.buffer_size=1000: agent.buffer_size: 1000 is smaller "
+     "than agent.batch_size 3000"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }', '"env.id" = { grid = ["Pendulum-v1", "Nope-v0"] }'),
+     r"bad.toml: env.id: .*Nope"),
+    (GOOD.replace('"train.target_score" = "none"', '"env.id" = "Nope-v0"'), r"bad.toml: env.id: .*Nope"),
+    (GOOD.replace('"agent.tau" = { grid = [0.005, 0.02] }',
+                  f'"agent.tau" = {{ grid = {[round(0.001 + i * 1e-6, 6) for i in range(1001)]} }}\n'
+                  f'"agent.gamma" = {{ grid = {[round(0.5 + i * 1e-4, 4) for i in range(1000)]} }}'),
+     r"2,002,000 grid points with the seeds, more than Ray Tune can resume \(1,000,000\)"),
+    (GOOD + "cpus_per_trial = 64\n", r"bad.toml: sweep.cpus_per_trial: 64, more than this machine's \d+ CPUs"),
 ])
 def test_bad_sweep_files_are_one_line_before_ray_starts(text, message, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(ROOT)  # the base config is found from the working directory
@@ -90,6 +104,13 @@ def test_bad_sweep_files_are_one_line_before_ray_starts(text, message, tmp_path,
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert not out.exists()  # nothing started
+
+
+def test_a_file_without_end_is_refused_not_read(tmp_path, capfd):
+    assert main(["sweep", "/dev/zero", "--out", str(tmp_path / "out")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err == "ddpg sweep: error: /dev/zero: larger than 1024 KiB; a config file is a few KB of TOML"
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_cluster_sweep_needs_shared_storage(tmp_path, monkeypatch, capfd):
@@ -140,7 +161,7 @@ def test_the_issues_pendulum_sweep_runs_as_written(tmp_path, ray_tmp):
     best = load_config(folder / "best.toml")  # a config `ddpg train --config` accepts
     # the sweep's 3-episode budget was the sweep's; the best setting trains with the base's budget
     assert best.agent.tau in (0.005, 0.02) and best.train.episodes == load_config("configs/pendulum.toml").train.episodes
-    assert "up to 2 trial(s) at a time" in output
+    assert "4 trial(s), up to 2 at a time" in output
 
 
 # A Pendulum small enough that a trial's episode takes a fraction of a second.
@@ -192,7 +213,12 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
     rows_before = (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint]
     assert read_outcome(run) is None and checkpoint < 12
 
-    # From another folder: the sweep's own folder holds everything it needs (not the base config's path)
+    # Moved (another disk, another mount), and resumed from another folder: the sweep's own folder holds
+    # everything it needs, by paths relative to itself (not the base config's, nor its old place).
+    moved = tmp_path / "moved" / folder.name
+    moved.parent.mkdir()
+    folder.rename(moved)
+    folder, run = moved, moved / "trials" / run.name
     resumed = isolated([*DDPG, "sweep", "--resume", str(folder)], tmp_path / "home", ray_tmp, cwd=tmp_path,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output, _ = finish(resumed, 900)
@@ -204,7 +230,7 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
     assert (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint] == rows_before
     for trial in trials(folder).values():
         assert read_outcome(trial)["status"] == "finished" and read_outcome(trial)["episode"] == 12
-    assert (folder / "summary.csv").exists() and (folder / "best.toml").exists()
+    assert (folder / "summary.csv").exists() and (folder / "best.toml").exists(), output
 
 
 @ray_test
@@ -255,3 +281,68 @@ def test_asha_stops_trials_early_and_the_summary_counts_them_apart(tmp_path, ray
     with open(folder / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert sum(int(r["stopped_early"]) for r in rows) == len(stopped)
+
+
+FAILING = SMALL + '''"env.kwargs" = { g = nan }  # gravity NaN: NaN observations, then NaN actions once the actor acts
+[space]
+"agent.tau" = { grid = [0.005, 0.02] }
+[sweep]
+seeds = [0]
+episodes = 3
+'''
+
+
+@ray_test
+def test_trials_that_fail_leave_a_record_are_counted_and_not_retried(tmp_path, ray_tmp):
+    (tmp_path / "failing.toml").write_text(FAILING)
+    out = tmp_path / "out"
+    proc = isolated([*DDPG, "sweep", str(tmp_path / "failing.toml"), "--out", str(out)], tmp_path / "home", ray_tmp,
+                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    output, err = finish(proc, 900)
+    assert proc.returncode == 2, output + err
+    assert err.strip().splitlines()[-1].startswith("ddpg sweep: error: sweep: none of its 2 trial(s) succeeded")
+    folder = sweep_folder(out)
+    outcomes = {name: read_outcome(run) for name, run in trials(folder).items()}
+    assert len(outcomes) == 2 and all(o["status"] == "failed" for o in outcomes.values()), outcomes
+    assert all(o["reason"].startswith("TrainingError: the actor produced a non-finite action")
+               for o in outcomes.values()), outcomes
+    assert "retried" not in output and "2 of 2 trial(s) failed: TrainingError: the actor produced" in output
+    with open(folder / "summary.csv") as f:
+        assert sum(int(r["failed"]) for r in csv.DictReader(f)) == 2
+    assert not (folder / "best.toml").exists()
+
+
+SIGTERM_SCENARIO = """
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+sweep = subprocess.Popen([sys.executable, "-m", "ddpg.cli", "sweep", sys.argv[2], "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+deadline = time.monotonic() + 600
+while not any(out.glob("*/trials/*/checkpoints/episode_*.pt")) and time.monotonic() < deadline:
+    time.sleep(0.1)
+os.killpg(sweep.pid, signal.SIGTERM)  # as timeout, systemd and Slurm do: the whole process group
+output, _ = sweep.communicate(timeout=300)
+print(json.dumps({"code": sweep.returncode, "output": output}))
+"""
+
+
+@ray_test
+def test_sigterm_to_the_sweeps_process_group_stops_it_as_ctrl_c_does(tmp_path, ray_tmp):
+    sweep_file = tmp_path / "killable.toml"
+    sweep_file.write_text(KILLABLE.replace("max_concurrent = 2", "max_concurrent = 1"))
+    out = tmp_path / "out"
+    proc = isolated([sys.executable, "-c", SIGTERM_SCENARIO, str(out), str(sweep_file)], tmp_path / "home", ray_tmp,
+                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, err = finish(proc, 900)
+    seen = json.loads(stdout.strip().splitlines()[-1])
+    output, folder = seen["output"], sweep_folder(out)
+    ended = [r for r in trials(folder).values() if (read_outcome(r) or {}).get("status") == "finished"]
+    assert seen["code"] == 128 + signal.SIGTERM and "SIGTERM received" not in output and "Traceback" not in output, output
+    assert f"sweep interrupted: {4 - len(ended)} of 4 trial(s) unfinished; continue with: ddpg sweep --resume " \
+           f"{folder}" in output, output
+    resumed = isolated([*DDPG, "sweep", "--resume", str(folder)], tmp_path / "home", ray_tmp, cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = finish(resumed, 900)
+    assert resumed.returncode == 0, output
+    assert [read_outcome(r)["status"] for r in trials(folder).values()] == ["finished"] * 4

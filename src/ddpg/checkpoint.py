@@ -4,9 +4,11 @@ agent rebuilt from one."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write to a temporary file, flush it to disk, then rename: a crash leaves the old file whole."""
+    """Write to a temporary file, flush it to disk, then rename: a crash leaves the old file whole. A
+    failed write is an OSError naming the file, whatever layer found it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -44,6 +47,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        raise _write_error(err, path) from None
     finally:
         tmp.unlink(missing_ok=True)
     if DIRECTORY_FSYNC:  # the rename itself reaches the disk
@@ -53,6 +58,19 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
         finally:
             os.close(dir_fd)
     return path
+
+
+def _write_error(err: OSError | RuntimeError, path: Path) -> OSError:
+    """A failed checkpoint write as an OSError that names the checkpoint: torch reports a short write
+    (a full disk) as a RuntimeError of its zip writer, and a flush's OSError names no file."""
+    if isinstance(err, RuntimeError):
+        if "inline_container" not in str(err) and "PytorchStreamWriter" not in str(err):
+            raise err  # not a write that failed
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+        code = errno.ENOSPC if full else errno.EIO
+    else:
+        code = err.errno or errno.EIO
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _non_finite(value: Any, where: str = "") -> str | None:

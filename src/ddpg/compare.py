@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .config import Config, flatten  # noqa: E402
-from .rundir import CHECKPOINTS, CONFIG_FILE, RunDirError, in_use, is_run, read_outcome, run_config  # noqa: E402
+from .rundir import (CHECKPOINTS, CONFIG_FILE, OUTCOME_FILE, RunDirError, in_use, is_run, read_outcome,  # noqa: E402
+                     run_config)
 from .tracking import METRICS_FILE, MetricsError, read_metrics  # noqa: E402
 
 # How a run is recorded, not how it learns: runs that differ only in these and the seed are one group.
@@ -72,12 +73,16 @@ class Run:
     outcome: dict[str, Any] | None  # how its last session ended; None: running, or killed
     running: bool  # a process owns it now
     metrics: dict[str, np.ndarray] | None = None  # None: no episode recorded
+    problem: str | None = None  # why its files disagree, so that it is left out
 
     @property
     def status(self) -> str:
-        """running, solved, finished, stopped, early_stopped, or failed (a failure, or a kill)."""
+        """running, solved, finished, stopped, early_stopped, failed (a failure, or a kill), or
+        damaged (its files disagree)."""
         if self.running:
             return "running"
+        if self.problem:
+            return "damaged"
         status = (self.outcome or {}).get("status")
         return status if status in ENDED + STOPPED else "failed"
 
@@ -115,6 +120,11 @@ def load_run(run_dir: Path) -> Run:
     path = run_dir / METRICS_FILE
     if path.exists() or run.status in ENDED:  # a run that ended has episodes: their absence is damage
         run.metrics = read_metrics(path)
+    ended_at = (run.outcome or {}).get("episode")
+    if run.status in ENDED and isinstance(ended_at, int) and int(run.metrics["episode"][-1]) != ended_at:
+        # A cut file (an interrupted copy) would pass an early episode's value off as the final one.
+        run.problem = (f"{path} ends at episode {int(run.metrics['episode'][-1])} but {OUTCOME_FILE} says the run "
+                       f"ended at episode {ended_at}: left out")
     return run
 
 
@@ -166,9 +176,11 @@ def group_runs(runs: list[Run]) -> list[Group]:
 # -- the table -----------------------------------------------------------------------------------------
 def summarize(groups: list[Group], metric: str = "trailing_avg", mode: str | None = None,
               reps: int = REPS) -> list[dict[str, Any]]:
-    """One row per group, best first by the metric's IQM (then mean) in `mode` (max, or min; default:
-    min for episodes_to_target, else max); groups with no run that ended come last. The statistics
-    are over the runs that ended (solved, or budget spent)."""
+    """One row per group, ranked within its environment (groups of different tasks are not
+    comparable), best first by the metric's IQM (then mean) in `mode` (max, or min; default: min for
+    episodes_to_target, else max); groups with no run that ended, or whose figure is not a number,
+    come last. The statistics are over the runs that ended (solved, or budget spent) and whose files
+    agree; the others are named in `left_out`."""
     if metric not in METRICS:
         raise ValueError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
     if mode not in (None, "max", "min"):
@@ -190,16 +202,32 @@ def summarize(groups: list[Group], metric: str = "trailing_avg", mode: str | Non
         rows.append({
             "group": g.name, "runs": len(g.runs), "failed": statuses.count("failed"),
             "stopped_early": sum(s in STOPPED for s in statuses), "running": statuses.count("running"),
-            "n": len(ended), "unsolved": len(solved) - len(finite),
+            "damaged": statuses.count("damaged"), "n": len(ended), "unsolved": len(solved) - len(finite),
             "solved_at_median": float(np.median(solved)) if ended else math.nan,
             "solved_at_min": float(finite.min()) if len(finite) else math.nan,
             "solved_at_max": float(finite.max()) if len(finite) else math.nan,
             "final_trailing_avg": float(np.mean([r.value("trailing_avg") for r in ended])) if ended else math.nan,
             "metric": metric, "mode": mode, **stats,
-            "wall_seconds": float(np.median([r.wall_seconds for r in ended])) if ended else math.nan})
+            "wall_seconds": float(np.median([r.wall_seconds for r in ended])) if ended else math.nan,
+            "env": g.runs[0].config.env.id,
+            "left_out": "; ".join([r.problem for r in g.runs if r.problem]
+                                  + [f"{r.path}: its {metric} is not a number" for r in ended
+                                     if math.isnan(r.value(metric))])})
     sign = -1 if mode == "max" else 1
-    rows.sort(key=lambda r: (r["n"] == 0, sign * r["iqm"], sign * r["mean"]))
-    return [{"rank": i, **row} for i, row in enumerate(rows, start=1)]
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    # NaN compares false both ways, so it would sort anywhere (even first): such groups go last.
+    rows.sort(key=lambda r: (envs.index(r["env"]), r["n"] == 0, math.isnan(r["iqm"]) or math.isnan(r["mean"]),
+                             sign * np.nan_to_num(r["iqm"]), sign * np.nan_to_num(r["mean"])))
+    ranks = {env: 0 for env in envs}
+    for row in rows:
+        ranks[row["env"]] += 1
+        row["rank"] = ranks[row["env"]]
+    return [{"rank": row.pop("rank"), **row} for row in rows]
+
+
+def best_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per environment, the group that ranks first, if its figure is a number over runs that ended."""
+    return [r for r in rows if r["rank"] == 1 and r["n"] and not (math.isnan(r["iqm"]) or math.isnan(r["mean"]))]
 
 
 def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -236,11 +264,15 @@ def table(rows: list[dict[str, Any]]) -> tuple[str, list[tuple[str, ...]], list[
         "-" if not r["n"] else f"{_number(r['mean'])} [{_number(r['mean_low'])}, {_number(r['mean_high'])}]",
         "-" if not r["n"] else f"{_number(r['iqm'])} [{_number(r['iqm_low'])}, {_number(r['iqm_high'])}]",
         "-" if math.isnan(r["wall_seconds"]) else f"{r['wall_seconds']:.1f} s") for r in rows]
-    caption = (f"{METRICS[metric]}, {'higher' if mode == 'max' else 'lower'} is better; ranked by IQM. "
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    within = f"; ranked within each environment ({', '.join(envs)}): runs of different tasks are not comparable" \
+        if len(envs) > 1 else ""
+    caption = (f"{METRICS[metric]}, {'higher' if mode == 'max' else 'lower'} is better; ranked by IQM{within}. "
                f"Statistics over the runs that ended (solved or budget spent), {CONFIDENCE:.0%} CIs by "
                "stratified bootstrap over seeds.")
     running = sum(r["running"] for r in rows)
     notes = [f"{running} run(s) still running: counted under 'running', left out of the statistics."] if running else []
+    notes += [note for r in rows if r["left_out"] for note in r["left_out"].split("; ")]
     return caption, cells, notes
 
 

@@ -306,6 +306,21 @@ def with_values(base: dict[str, Any], values: dict[str, Any]) -> Config:
     return validate(config)
 
 
+# A config or sweep file is a few KB; reading stops past this, so that /dev/zero or a wrong file is
+# refused rather than read until memory runs out.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_config_text(path: Path) -> str:
+    """A config (or sweep) file's text; ConfigError naming it if it is larger than MAX_CONFIG_BYTES,
+    OSError or UnicodeDecodeError as reading raises them."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is a few KB of TOML")
+    return data.decode()
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """Defaults, then `base` (a saved config), then the TOML file, then `section.key=value` overrides."""
@@ -315,7 +330,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     if path is not None:
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_config_text(path))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
         except OSError as err:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import importlib.metadata
 import math
+import re
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,16 +96,48 @@ def write_report(paths: list[Path], out: Path | None, eval_episodes: int, video:
         context = comparison_context(runs, images)
         name = "comparison"
     context |= {"made": time.strftime("%Y-%m-%d %H:%M:%S %z"), "software": software()}
-    env = jinja2.Environment(loader=jinja2.PackageLoader("ddpg", "templates"), undefined=jinja2.StrictUndefined,
-                             autoescape=jinja2.select_autoescape(["html.j2"]), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters["cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # a Markdown table cell
-    env.filters["number"] = number
-    env.filters["duration"] = duration
+    settings = {"loader": jinja2.PackageLoader("ddpg", "templates"), "undefined": jinja2.StrictUndefined,
+                "trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True}
+    html = jinja2.Environment(autoescape=True, **settings)
+    # The Markdown twin escapes every value too: HTML passes through Markdown, and run names, group
+    # names and config strings are the user's (or a hostile file's).
+    md = jinja2.Environment(finalize=markdown_text, **settings)
+    for env in (html, md):
+        env.filters |= {"number": number, "duration": duration, "cell": lambda text: str(text).replace("\n", " "),
+                        "code": code_span, "target": link_target}
     markdown = out.with_suffix(".md")
-    out.write_text(env.get_template(f"{name}.html.j2").render(context))
-    markdown.write_text(env.get_template(f"{name}.md.j2").render(context))
+    out.write_text(html.get_template(f"{name}.html.j2").render(context))
+    markdown.write_text(md.get_template(f"{name}.md.j2").render(context))
     return out, markdown, context["notes"]
+
+
+# Markdown's punctuation that can start markup, HTML (< and &) included; a backslash makes each literal.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~<>&])")
+
+
+class Safe(str):
+    """Markdown made safe by its filter (a code span its text cannot close, a link's encoded target)."""
+
+
+def markdown_text(value: Any) -> str:
+    """A value as literal Markdown text: no markup, no HTML, no link can come of it."""
+    if isinstance(value, Safe):
+        return value
+    return _MARKDOWN.sub(r"\\\1", "" if value is None else str(value))
+
+
+def code_span(value: Any) -> Safe:
+    """A Markdown code span its text cannot close: fenced by one backtick more than the longest run of
+    backticks inside, on one line, `|` escaped for tables."""
+    text = str(value).replace("\n", " ").replace("|", "\\|")
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Safe(f"{fence}{pad}{text}{pad}{fence}")
+
+
+def link_target(path: str) -> Safe:
+    """A relative path as a Markdown link's target, percent-encoded: nothing in it can end the link."""
+    return Safe(urllib.parse.quote(path))
 
 
 def shown(path: Path) -> str:

@@ -8,10 +8,15 @@ Ray and Optuna come with the extra `ddpg[sweep]`; nothing else in the package im
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
+import re
+import signal
+import threading
 import time
 import tomllib
 import uuid
@@ -19,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, load_config, merge, setting, with_values
-from .rundir import RunLock, in_use, is_run, read_outcome, write_outcome
+from .config import ConfigError, first_line, load_config, merge, read_config_text, setting, with_values
+from .rundir import RunLock, in_use, is_run, read_outcome, write_config_file, write_outcome
 from .tracking import score_columns
 from .envs.factory import ENV_BYTES, make_env
 from .resources import memory_needed
-from .trainer import Trainer
+from .trainer import Trainer, TrainingError
 
 TRIALS = "trials"  # the trials' run directories, inside the sweep's folder
 COMPLETED = "completed-trials.txt"  # Tune's ids of the trials that ended, one a line
@@ -33,6 +38,12 @@ DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 # A Ray worker process with torch imported, before any run allocates anything (measured: ~0.4 GB).
 WORKER_BYTES = 512 * 2**20
 LOCK_WAIT_SECONDS = 180  # longer than NFS's default 90 s lease, after which a dead client's locks go
+# Ray Tune keeps no resumable state for more grid points than this (its SERIALIZATION_THRESHOLD).
+RESUMABLE_GRID_POINTS = 1_000_000
+# Combinations of the space's values checked one by one before Ray starts; beyond, each key alone is.
+CHECKED_COMBINATIONS = 10_000
+# The folder of the sweep this process drives, for Tune's callbacks (see _progress).
+driving: Path | None = None
 INSTALL = "ddpg sweep needs Ray Tune and Optuna: pip install 'ddpg[sweep]'"
 
 
@@ -93,6 +104,18 @@ class Sweep:
     def episodes(self) -> int | None:
         return self.settings.episodes or self.base["train"]["episodes"]
 
+    @property
+    def grid_points(self) -> int:
+        """Points of the grid keys crossed with the seeds: what Ray Tune generates and keeps."""
+        return math.prod(len(spec["grid"]) for spec in self.space.values() if "grid" in spec) * len(self.settings.seeds)
+
+    @property
+    def trials(self) -> int:
+        """How many trials the sweep runs: each grid point (each crossed with `samples` draws of the other
+        keys), or each of Optuna's `samples` configurations once per seed."""
+        s = self.settings
+        return s.samples * (len(s.seeds) if s.search == "optuna" else self.grid_points)
+
     def trial_config(self, values: dict[str, Any], seed: int):
         s = self.settings
         fixed = {"train.seed": seed, "train.threads": s.cpus_per_trial,
@@ -143,9 +166,11 @@ def read_sweep(path: str | Path) -> Sweep:
     """The sweep file, checked: every mistake is a SweepError of one line naming the key."""
     path = Path(path)
     try:
-        data = tomllib.loads(text := path.read_text())
+        data = tomllib.loads(text := read_config_text(path))
     except FileNotFoundError:
         raise SweepError(f"{path}: no such sweep file") from None
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise SweepError(f"{path}: not a readable TOML file ({err})") from None
     unknown = set(data) - {"base", "overrides", "space", "sweep"}
@@ -173,7 +198,36 @@ def read_sweep(path: str | Path) -> Sweep:
     except ConfigError as err:
         raise SweepError(f"{path}: {err}") from None
     _check_settings(path, settings, space, base.train.episodes)
-    return Sweep(path.stem, text, base.to_dict(), space, settings)
+    sweep = Sweep(path.stem, text, base.to_dict(), space, settings)
+    if sweep.grid_points > RESUMABLE_GRID_POINTS:
+        raise SweepError(f"{path}: {sweep.grid_points:,} grid points with the seeds, more than Ray Tune can resume "
+                         f"({RESUMABLE_GRID_POINTS:,}); use fewer grid values, or draw them (choice, search = \"random\")")
+    _check_combinations(path, sweep)
+    return sweep
+
+
+def _check_combinations(path: Path, sweep: Sweep) -> None:
+    """Every combination of the values a trial can get (grid and choice values, the two ends of each
+    range) makes a valid config, and every environment named can be made: a trial should never fail
+    on its settings. Beyond CHECKED_COMBINATIONS combinations each key was checked alone (_check_space)."""
+    keys = list(sweep.space)
+    candidates = [next(iter(spec.values())) for spec in sweep.space.values()]
+    combinations = itertools.product(*candidates) if math.prod(map(len, candidates)) <= CHECKED_COMBINATIONS \
+        else [()]
+    envs = {}
+    for combination in combinations:
+        values = dict(zip(keys, combination))
+        try:
+            config = sweep.trial_config(values, sweep.settings.seeds[0])
+        except ConfigError as err:
+            where = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+            raise SweepError(f"{path}: [space] the combination {where}: {err}") from None
+        envs[json.dumps(dataclasses.asdict(config.env), sort_keys=True)] = config.env
+    for env in envs.values():
+        try:
+            make_env(env, num_envs=1).close()
+        except ConfigError as err:
+            raise SweepError(f"{path}: {err}") from None
 
 
 def _check_settings(path: Path, s: SweepSettings, space: dict, base_episodes: int | None) -> None:
@@ -215,9 +269,10 @@ def _short(value: Any) -> str:
 
 
 def trial_name(trial_id: str, values: dict[str, Any], seed: int) -> str:
-    """'00003-agent.tau=0.005-seed1': the trial's number, its settings and its seed."""
+    """'00003-agent.tau=0.005-seed1': the trial's number, its settings and its seed, in characters every
+    platform's file names accept (others become _)."""
     number = trial_id.rsplit("_", 1)[-1]
-    settings = "-".join(f"{k}={_short(v)}" for k, v in values.items()).replace("/", "_")
+    settings = re.sub(r"[^A-Za-z0-9._=,+-]", "_", "-".join(f"{k}={_short(v)}" for k, v in values.items()))
     # A folder name has at most 255 bytes; the number alone keeps names apart.
     return "-".join(filter(None, [number, settings[:200], f"seed{seed}"]))
 
@@ -232,47 +287,78 @@ def _episodes_to_target(solved_at: int | None, budget: int | None, episode: int)
     return solved_at if solved_at is not None else (budget or episode) + 1
 
 
+def record_failure(run_dir: Path, config, reason: str) -> None:
+    """A trial that failed before its trainer could write anything leaves a record: its config (when it
+    has one) and outcome.json saying failed, and why, in one line."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None and not (run_dir / "config.json").exists():
+        write_config_file(run_dir, config.to_dict())
+    write_outcome(run_dir, {"status": "failed", "reason": reason, "episode": 0, "env_steps": 0, "solved_at": None,
+                            "wall_seconds": 0.0, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
 def run_trial(params: dict[str, Any], sweep: dict[str, Any], folder: str) -> None:
-    """One trial, inside a Ray worker: a new run, or the trial's own run resumed after a retry."""
+    """One trial, inside a Ray worker: a new run, or the trial's own run resumed after a retry. A
+    trial that cannot run as configured, or whose training fails (a non-finite loss), is recorded as
+    failed and ends normally: a retry would fail the same way. Any other error (a node lost) is
+    recorded too, then raised for Tune to retry."""
     import ray
     from ray import tune
 
     s = Sweep.from_dict(sweep)
     seed, values = _seed_and_values(s, params)
-    run_dir = Path(folder) / TRIALS / trial_name(tune.get_context().get_trial_id(), values, seed)
+    name = trial_name(tune.get_context().get_trial_id(), values, seed)
+    run_dir = Path(folder) / TRIALS / name
+    node = ray.get_runtime_context().get_node_id()
+    budget = s.episodes
+
+    def report(episode: int, trailing_avg: float, score: float, solved_at: int | None, failed: str = "") -> None:
+        tune.report({"episode": episode, "trailing_avg": trailing_avg, "score": score,
+                     "episodes_to_target": _episodes_to_target(solved_at, budget, episode),
+                     "run_dir": f"{TRIALS}/{name}",  # relative: a sweep folder may move before it resumes
+                     "node": node, "failed": failed})
+
     # A retry after a node died: that node's lock on shared storage (NFS) lasts until its lease ends.
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while in_use(run_dir) and time.monotonic() < deadline:
         time.sleep(1)
-    if is_run(run_dir):
-        trainer = Trainer.resume(run_dir)
-    else:
-        trainer = Trainer(s.trial_config(values, seed), run_dir)
-    node = ray.get_runtime_context().get_node_id()
-    budget = trainer.config.train.episodes
-
-    def report(row: dict[str, float], checkpoint=None) -> None:
-        tune.report({"episode": int(row["episode"]), "trailing_avg": row["trailing_avg"], "score": row["score"],
-                     "episodes_to_target": _episodes_to_target(trainer.solved_at, budget, trainer.episode),
-                     "run_dir": str(run_dir), "node": node})
+    config = None
+    try:
+        config = s.trial_config(values, seed)
+        trainer = Trainer.resume(run_dir) if is_run(run_dir) else Trainer(config, run_dir)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        record_failure(run_dir, config, reason)
+        if not isinstance(err, ConfigError):
+            raise
+        report(0, math.nan, math.nan, None, reason)
+        return
 
     def report_unless_last(row: dict[str, float], checkpoint=None) -> None:
         # The last episode is reported once the run has closed its books (outcome.json): a scheduler
         # may stop a trial at any report, the last included (ASHA at its budget).
         if not trainer.done:
-            report(row)
+            report(int(row["episode"]), row["trailing_avg"], row["score"], trainer.solved_at)
 
+    failed = ""
     if not trainer.done:
-        trainer.train(progress=False, on_episode=report_unless_last)
+        try:
+            trainer.train(progress=False, on_episode=report_unless_last)
+        except TrainingError as err:  # outcome.json says so already
+            failed = f"{type(err).__name__}: {first_line(err)}"
     else:  # finished before the sweep was killed: report where it ended, train nothing
         trainer.close()
-    report(score_columns(trainer.scores, trainer.config.train.window) | {"episode": trainer.episode})
+    last = score_columns(trainer.scores, trainer.config.train.window) if trainer.scores else {}
+    report(trainer.episode, last.get("trailing_avg", math.nan), last.get("score", math.nan), trainer.solved_at, failed)
 
 
 # -- the sweep ---------------------------------------------------------------------------------------
 def _ray():
     # Tune's newer console output ignores verbose=0; the older one honours it (we print our own lines).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A signal to the sweep's process group (timeout, systemd, Slurm) reaches Ray's own processes too:
+    # without this, each prints a C++ stack dump as it ends.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import optuna  # noqa: F401  (the optuna search needs it; fail before anything starts)
         import ray
@@ -370,7 +456,8 @@ def _cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def _sweep_folder(sweep: Sweep, out: Path, storage: str | None, address: str | None) -> Path:
+def _sweep_parent(out: Path, storage: str | None, address: str | None) -> Path:
+    """Where the sweep's folder goes: --out, or on a cluster the shared --storage."""
     if address:
         if not storage:
             raise SweepError("--storage: a sweep on a cluster needs a folder every node can reach (a shared "
@@ -378,28 +465,37 @@ def _sweep_folder(sweep: Sweep, out: Path, storage: str | None, address: str | N
         if "://" in storage:
             raise SweepError(f"--storage: {storage} is a URL; trials write ordinary run directories, so mount the "
                              "storage as a shared folder (e.g. with s3fs or gcsfuse) and pass its path")
-    parent = Path(storage or out).resolve()  # trials do not run in this directory: resolve before Ray starts
+    return Path(storage or out).resolve()  # trials do not run in this directory: resolve before Ray starts
+
+
+def _new_folder(sweep: Sweep, parent: Path) -> Path:
+    """A new folder `parent/<sweep>-<time>[-k]` holding the sweep file as written and as checked."""
     parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(1, 1000):
         folder = parent / (f"{sweep.name}-{stamp}" if k == 1 else f"{sweep.name}-{stamp}-{k}")
         try:
             folder.mkdir()
-            return folder
         except FileExistsError:
             continue
+        (folder / SWEEP_FILE).write_text(sweep.text)
+        (folder / SWEEP_STATE).write_text(json.dumps(sweep.to_dict(), indent=2))
+        return folder
     raise SweepError(f"{parent}: cannot create a new sweep folder")
 
 
 def start(sweep_file: str | Path, out: Path, address: str | None = None, storage: str | None = None) -> Path:
-    """Check the sweep file, then run it in a new folder; returns the folder."""
+    """Check the sweep file and the machine (or cluster), then run it in a new folder; returns the
+    folder. Nothing is written before every check has passed."""
     sweep = read_sweep(sweep_file)
-    ray, tune = _ray()
     address = _cluster_address(address)
-    folder = _sweep_folder(sweep, out, storage, address)
-    (folder / SWEEP_FILE).write_text(sweep.text)
-    (folder / SWEEP_STATE).write_text(json.dumps(sweep.to_dict(), indent=2))
-    return _run(sweep, folder, ray, tune, address, restore=False)
+    parent = _sweep_parent(out, storage, address)
+    cores = os.cpu_count() or 1
+    if not address and sweep.settings.cpus_per_trial > cores:
+        raise SweepError(f"{sweep_file}: sweep.cpus_per_trial: {sweep.settings.cpus_per_trial}, more than this "
+                         f"machine's {cores} CPUs, so no trial could start")
+    ray, tune = _ray()
+    return _run(sweep, None, ray, tune, address, parent)
 
 
 def resume(folder: Path, sweep_file: str | Path | None = None, address: str | None = None) -> Path:
@@ -416,19 +512,54 @@ def resume(folder: Path, sweep_file: str | Path | None = None, address: str | No
             raise SweepError(f"{sweep_file}: the sweep's {' and '.join(changed)} changed since it started; restore "
                              f"the file as it was ({folder / SWEEP_FILE}) or start a new sweep")
     ray, tune = _ray()
-    return _run(saved, folder, ray, tune, _cluster_address(address), restore=True)
+    return _run(saved, folder, ray, tune, _cluster_address(address))
 
 
-def _run(sweep: Sweep, folder: Path, ray, tune, address: str | None, restore: bool) -> Path:
+def _completed(folder: Path) -> set[str]:
+    """Tune's ids of the trials that ended (by their budget, their target, a failure recorded, or the
+    scheduler), as the Progress callback lists them."""
+    return set((folder / COMPLETED).read_text().split()) if (folder / COMPLETED).exists() else set()
+
+
+def _interrupted(folder: Path, unfinished: int, trials: int) -> str:
+    return f"sweep interrupted: {unfinished} of {trials} trial(s) unfinished; continue with: ddpg sweep --resume {folder}"
+
+
+@contextlib.contextmanager
+def _sigterm_stops(folder: Path, trials: int):
+    """SIGTERM (what timeout, systemd and Slurm send, often to the whole process group) ends the sweep as
+    Ctrl-C does, saying what is unfinished and how to go on. It ends it at once: Ray's own processes
+    got the signal too, and any call into Ray would wait for them in vain. What was done is kept, as
+    after a kill: Tune's saved state and each trial's checkpoints."""
+    def stop(signum, frame):
+        print(_interrupted(folder, trials - len(_completed(folder)), trials), flush=True)
+        os._exit(128 + signum)
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(sweep: Sweep, folder: Path | None, ray, tune, address: str | None, parent: Path | None = None) -> Path:
+    """Run the sweep in `folder` (resumed), or in a new folder under `parent` once Ray is up and the
+    plan fits the machine or cluster."""
+    global driving
     s = sweep.settings
-    lock = RunLock(folder)  # one process drives a sweep
+    restore = folder is not None
+    lock = RunLock(folder) if restore else None  # one process drives a sweep
     try:
         memory = _trial_memory(sweep)
         _start_ray(ray, address)
         try:
+            _print_plan(ray, sweep, memory)
+            if not restore:
+                folder = _new_folder(sweep, parent)
+                lock = RunLock(folder)
+            driving = folder
             if address:
                 _check_storage(ray, folder)
-            _print_plan(ray, sweep, memory)
             trainable = tune.with_resources(
                 tune.with_parameters(run_trial, sweep=sweep.to_dict(), folder=str(folder)),
                 {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial, "memory": memory})
@@ -452,18 +583,19 @@ def _run(sweep: Sweep, folder: Path, ray, tune, address: str | None, restore: bo
                                                 reuse_actors=True),
                     run_config=tune.RunConfig(name="ray", storage_path=str(folder), verbose=0,
                                               failure_config=tune.FailureConfig(max_failures=3),
-                                              callbacks=[_progress(tune, folder)]))
-            results = tuner.fit()
+                                              callbacks=[_progress(tune)]))
+            with _sigterm_stops(folder, sweep.trials):
+                results = tuner.fit()
         finally:
             ray.shutdown()
-        completed = set((folder / COMPLETED).read_text().split()) if (folder / COMPLETED).exists() else set()
-        unfinished = _mark_early_stopped(results, completed)
+        unfinished = _close_books(results, _completed(folder), folder, sweep.trials)
         if unfinished:
-            print(f"sweep interrupted with {unfinished} trial(s) unfinished; continue with: ddpg sweep --resume {folder}")
+            print(_interrupted(folder, unfinished, sweep.trials))
         else:
             _summarize(sweep, folder)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
     return folder
 
 
@@ -477,64 +609,82 @@ def _print_plan(ray, sweep: Sweep, memory: int) -> None:
     if at_once < 1:
         raise SweepError(f"sweep: a trial needs {s.cpus_per_trial} CPU(s) and {memory / 2**30:.1f} GiB; the cluster "
                          f"has {cpus:g} CPUs and {available / 2**30:.1f} GiB for tasks")
-    print(f"sweep {sweep.name}: up to {at_once} trial(s) at a time ({cpus:g} CPUs, {available / 2**30:.1f} GiB; "
+    print(f"sweep {sweep.name}: {sweep.trials} trial(s), up to {at_once} at a time ({cpus:g} CPUs, {available / 2**30:.1f} GiB; "
           f"each trial takes {s.cpus_per_trial} CPU and {memory / 2**30:.2f} GiB with its replay buffer)", flush=True)
 
 
-def _progress(tune, folder: Path):
+def _progress(tune):
     class Progress(tune.Callback):
-        """One line per trial that ends; the trials that ended (by their budget, their target or the
-        scheduler) are listed in the sweep's folder, so that a resumed sweep knows them too (Tune
-        restores its own copy of this callback)."""
+        """One line per trial that ends; the trials that ended (by their budget, their target, a failure
+        recorded, or the scheduler) are listed in the sweep's folder, so that a resumed sweep knows them
+        too. A resumed sweep runs Tune's own pickled copy of this callback, and its folder may have
+        moved meanwhile (Tune's trials made after a restore even keep the old path): the folder is the
+        one this process drives, read from the live module."""
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            with open(folder / COMPLETED, "a") as f:
+            from ddpg import sweep
+            with open(sweep.driving / COMPLETED, "a") as f:
                 f.write(f"{trial.trial_id}\n")
             r = trial.last_result or {}
-            print(f"  {trial} done: episode {r.get('episode')}, trailing average {r.get('trailing_avg', math.nan):.2f}",
-                  flush=True)
+            status = f"failed: {r['failed']}" if r.get("failed") else \
+                f"episode {r.get('episode')}, trailing average {r.get('trailing_avg', math.nan):.2f}"
+            print(f"  {trial} done: {status}", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             print(f"  {trial} failed (retried up to 3 times): {trial.error_file}", flush=True)
     return Progress()
 
 
-def _mark_early_stopped(results, completed: set[str]) -> int:
+def _close_books(results, completed: set[str], folder: Path, trials: int) -> int:
     """Trials the scheduler stopped end without an outcome of their own (or with the exception that
     stopped them): say so in their run directories, so that comparisons do not count them as failed.
-    Returns how many trials are unfinished (the sweep was interrupted)."""
-    unfinished = 0
+    Returns how many of the sweep's trials are unfinished (Ctrl-C, or trials never started): all but
+    those that ended or errored after their retries."""
+    errored = 0
     for result in results:
         metrics = result.metrics or {}
         if result.error is not None:
+            errored += 1
             continue
-        if "run_dir" not in metrics:  # never reported an episode
-            unfinished += 1
+        if "run_dir" not in metrics or metrics.get("trial_id") not in completed:
             continue
-        outcome = read_outcome(Path(metrics["run_dir"])) or {}
-        if outcome.get("status") in ("solved", "finished", "early_stopped"):
+        run_dir = folder / metrics["run_dir"]
+        outcome = read_outcome(run_dir) or {}
+        if outcome.get("status") in ("solved", "finished", "early_stopped") or metrics.get("failed"):
             continue
-        if metrics.get("trial_id") in completed:
-            outcome.pop("reason", None)  # the exception that stopped it is the scheduler's doing
-            write_outcome(Path(metrics["run_dir"]), outcome | {"status": "early_stopped", "episode": metrics["episode"]})
-        else:
-            unfinished += 1
-    return unfinished
+        outcome.pop("reason", None)  # the exception that stopped it is the scheduler's doing
+        write_outcome(run_dir, outcome | {"status": "early_stopped", "episode": metrics["episode"]})
+    return trials - len(completed) - errored
 
 
 def _summarize(sweep: Sweep, folder: Path) -> None:
-    from .compare import format_table, group_runs, load_runs, plot_comparison, summarize, write_summary_csv
+    """The ranked table, summary.csv, compare.png and best.toml (one per environment when the sweep
+    spans several); a line for the failed trials; SweepError when no trial succeeded."""
+    from .compare import best_rows, format_table, group_runs, load_runs, plot_comparison, summarize, write_summary_csv
     s = sweep.settings
-    groups = group_runs(load_runs([folder / TRIALS]))
+    runs = load_runs([folder / TRIALS])
+    groups = group_runs(runs)
     rows = summarize(groups, s.metric, s.mode)
     print(format_table(rows))
     write_summary_csv(rows, folder / "summary.csv")
-    plot_comparison(groups, folder / "compare.png")
-    if rows[0]["n"] == 0:
-        print(f"no configuration ran to its end, so there is no best.toml; summary.csv and compare.png in {folder}")
-        return
-    write_best(sweep, next(g for g in groups if g.name == rows[0]["group"]), folder / "best.toml")
-    print(f"summary.csv, best.toml (ddpg train --config {folder / 'best.toml'}) and compare.png in {folder}")
+    if any(r.metrics is not None for r in runs):
+        plot_comparison(groups, folder / "compare.png")
+    failed = [r for r in runs if r.status == "failed"]
+    if failed:
+        reasons = sorted({(r.outcome or {}).get("reason", "ended without a word (killed?)") for r in failed})
+        print(f"{len(failed)} of {len(runs)} trial(s) failed: {'; '.join(reasons[:3])}"
+              + (f"; and {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else "")
+              + f" (each trial's outcome.json in {folder / TRIALS})")
+    best = best_rows(rows)
+    for row in best:
+        name = "best.toml" if len(best) == 1 else f"best-{re.sub(r'[^a-z0-9.-]', '-', row['env'].lower())}.toml"
+        write_best(sweep, next(g for g in groups if g.name == row["group"]), folder / name)
+        print(f"{name}: ddpg train --config {folder / name}")
+    if not best:
+        print("no configuration ran to its end, so there is no best.toml")
+    print(f"summary.csv and compare.png in {folder}")
+    if not any(r.status in ("solved", "finished", "early_stopped") for r in runs):
+        raise SweepError(f"sweep: none of its {len(runs)} trial(s) succeeded; see {folder}")
 
 
 def write_best(sweep: Sweep, group, path: Path) -> None:
