@@ -78,65 +78,91 @@ def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
 class Optimizer:
     """torch.optim.Adam for one network, stepped with gradients given as a list. The optimizer object
     holds the hyperparameters and the state, in torch's own checkpoint format; its state is made at
-    once rather than at the first step, so that a compiled update finds it."""
+    once rather than at the first step, so that a compiled update finds it. The step counts live on
+    the CPU for a CPU network (as torch keeps them) and on the network's device otherwise (the fused
+    kernel and a CUDA graph read them there)."""
 
     def __init__(self, module: nn.Module, lr: float, weight_decay: float):
         self.params = list(module.parameters())
         self.torch = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, fused=True)
         for p in self.params:
-            self.torch.state[p] = {"step": torch.zeros(()), "exp_avg": torch.zeros_like(p),
+            self.torch.state[p] = {"step": torch.zeros((), device=p.device), "exp_avg": torch.zeros_like(p),
                                    "exp_avg_sq": torch.zeros_like(p)}
         self._lists()
 
     def _lists(self) -> None:
         state = [self.torch.state[p] for p in self.params]
         self.exp_avgs, self.exp_avg_sqs, self.steps = ([s[k] for s in state] for k in ("exp_avg", "exp_avg_sq", "step"))
+        if self.params and self.params[0].device.type == "cuda":
+            # A CUDA graph replays with the addresses it captured: the state it changes in place must
+            # be known to stay put (as torch's compiled optimizers mark theirs).
+            for tensor in self.exp_avgs + self.exp_avg_sqs + self.steps:
+                torch._dynamo.mark_static_address(tensor)
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> None:
         """torch's Adam step: its fused kernel when run eagerly; its single-tensor form when compiled,
-        where the compiler fuses it (the fused kernel cannot be traced)."""
+        where the compiler fuses it (the fused kernel cannot be traced), in its capturable form on a
+        GPU (step counts read on the device, so that the update can run as a CUDA graph)."""
         group = self.torch.param_groups[0]
         compiling = torch.compiler.is_compiling()
         adam(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-             foreach=False if compiling else None, fused=not compiling, amsgrad=False, maximize=False,
+             foreach=False if compiling else None, fused=not compiling,
+             capturable=compiling and self.params[0].device.type == "cuda", amsgrad=False, maximize=False,
              beta1=group["betas"][0], beta2=group["betas"][1], lr=group["lr"],
              weight_decay=group["weight_decay"], eps=group["eps"])
 
     def state_dict(self) -> dict:
-        return self.torch.state_dict()
+        return on_cpu(self.torch.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         self.torch.load_state_dict(state)
         self._lists()  # loading replaced the state tensors
 
 
+def on_cpu(state):
+    """A state (nested dicts and lists of tensors) with every tensor on the CPU: checkpoints are the
+    same whatever device wrote them, and load onto whatever device reads them (no copy for CPU ones)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: on_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(on_cpu(v) for v in state)
+    return state
+
+
 class DDPG:
     _PARTS = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer")
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
-                 config: AgentConfig):
+                 config: AgentConfig, device: str | torch.device = "cpu"):
         self.config = c = config
+        self.device = torch.device(device)
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.actor = Actor(obs_dim, low, high, c.actor_hidden, c.batch_norm, c.activation, c.layer_norm)
+        self.actor = Actor(obs_dim, low, high, c.actor_hidden, c.batch_norm, c.activation, c.layer_norm).to(self.device)
         self.critic = Critic(obs_dim, len(low), c.critic_hidden, c.batch_norm, c.activation, c.layer_norm,
-                             c.critic_action_layer)
+                             c.critic_action_layer).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).eval().requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
         self.actor_optimizer = Optimizer(self.actor, c.actor_lr, c.actor_weight_decay)
         self.critic_optimizer = Optimizer(self.critic, c.critic_lr, c.critic_weight_decay)
         self._soft_update = SoftUpdate((self.critic_target, self.critic), (self.actor_target, self.actor))
-        self._compiled_update = torch.compile(self._update, fullgraph=True, dynamic=False) if c.compile else None
+        # On a GPU the compiled update runs as a CUDA graph: one launch for the whole update.
+        self._graph = c.compile and self.device.type == "cuda"
+        self._compiled_update = torch.compile(self._update, fullgraph=True, dynamic=False,
+                                              mode="reduce-overhead" if self._graph else None) if c.compile else None
         self.updates = 0
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions of the local actor; batch norm uses its running statistics."""
+        """Deterministic actions of the local actor; batch norm uses its running statistics. The
+        observations go to the device once, the actions come back once."""
         self.actor.eval()
-        actions = self.actor(torch.as_tensor(obs, dtype=torch.float32))
+        actions = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         self.actor.train()
-        return actions.numpy()
+        return actions.cpu().numpy()
 
     def learn(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update (see _update), compiled when agent.compile is set. Returns losses and |TD errors|."""
@@ -145,6 +171,8 @@ class DDPG:
             out = self._update(*args)
         else:
             try:
+                if self._graph:  # the graph's outputs from the last call may be overwritten: a new step
+                    torch.compiler.cudagraph_mark_step_begin()
                 out = self._compiled_update(*args)
             except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler on this machine
                 # Compiling fails before the graph runs, so nothing has changed yet: the same update
@@ -192,7 +220,7 @@ class DDPG:
                 "td_error": td_error.abs()}
 
     def state_dict(self) -> dict:
-        return {name: getattr(self, name).state_dict() for name in self._PARTS} | {"updates": self.updates}
+        return {name: on_cpu(getattr(self, name).state_dict()) for name in self._PARTS} | {"updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         for name in self._PARTS:

@@ -190,10 +190,10 @@ def resolve_checkpoint(target: str | Path) -> tuple[Path, dict]:
     return path, read_checkpoint(path)
 
 
-def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path,
-                          config: Config | None = None) -> DDPG:
-    """The checkpoint's agent (built per `config`, else the checkpoint's own), after checking it was
-    made for this env's observation and action sizes."""
+def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path, config: Config | None = None,
+                          device: str | torch.device = "cpu") -> DDPG:
+    """The checkpoint's agent (built per `config`, else the checkpoint's own) on `device`, whatever
+    device made it, after checking it was made for this env's observation and action sizes."""
     obs_dim = env.single_observation_space.shape[0]
     act_dim = env.single_action_space.shape[0]
     if (payload["obs_dim"], payload["act_dim"]) != (obs_dim, act_dim):
@@ -201,7 +201,7 @@ def agent_from_checkpoint(payload: dict, env: gym.vector.VectorEnv, path: Path,
             f"{path}: made for observations of size {payload['obs_dim']} and actions of size "
             f"{payload['act_dim']}; this environment has {obs_dim} and {act_dim}")
     config = config or load_config(base=payload["config"])
-    agent = DDPG(obs_dim, env.single_action_space.low, env.single_action_space.high, config.agent)
+    agent = DDPG(obs_dim, env.single_action_space.low, env.single_action_space.high, config.agent, device=device)
     try:
         agent.load_state_dict(payload["agent"])
     except (KeyError, RuntimeError, ValueError, TypeError) as err:

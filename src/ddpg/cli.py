@@ -31,6 +31,8 @@ def _train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
     # A budget flag given alone is the run's only budget (on --resume too: it replaces the old one).
     if args.episodes is not None:
         overrides += [f"train.episodes={args.episodes}"] + (["train.steps=none"] if args.steps is None else [])
@@ -176,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", metavar="DIR", help="where the run's files go (default: runs/<env>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument("--seed", type=_seed, help="train.seed (refused on --resume if it differs)")
+    train.add_argument("--device", help="train.device: where the networks and the replay buffer live: auto (a CUDA GPU "
+                       "where there is one, else the CPU), cpu, cuda, cuda:N or mps")
     train.add_argument("--episodes", type=_count, help="train.episodes: the episode budget (on --resume: the new total); without --steps it alone counts")
     train.add_argument("--steps", type=_count, help="train.steps: a budget of environment steps over all "
                        "environments (on --resume: the new total); without --episodes it alone counts")

@@ -30,7 +30,7 @@ from .rundir import (CHECKPOINTS, CONFIG_FILE, OUTCOME_FILE, RunDirError, in_use
 from .tracking import METRICS_FILE, MetricsError, read_metrics  # noqa: E402
 
 # How a run is recorded, not how it learns: runs that differ only in these and the seed are one group.
-BOOKKEEPING = ("train.seed", "train.tensorboard", "train.wandb", "train.threads", "train.checkpoint_every",
+BOOKKEEPING = ("train.seed", "train.tensorboard", "train.wandb", "train.threads", "train.device", "train.checkpoint_every",
                "train.keep_checkpoints", "train.save_buffer")
 METRICS = {"trailing_avg": "final trailing average", "score": "final episode score",
            "episodes_to_target": "episodes to the target (unsolved: infinite)"}

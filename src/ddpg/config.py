@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -129,6 +130,9 @@ class TrainConfig:
     tensorboard: bool = setting(True, "Also log metrics for TensorBoard (always: metrics.csv).")
     wandb: bool = setting(False,
         "Also log to Weights & Biases (pip install ddpg[wandb]); offline unless WANDB_MODE says otherwise.")
+    device: str = setting("auto",
+        "Where the networks, their optimizers and the replay buffer live: auto (CUDA when there is a GPU, "
+        "else the CPU), cpu, cuda, cuda:N or mps; the environments always step on the CPU.")
     threads: int = setting(1,
         "torch CPU threads, at most this machine's cores (0: torch's default; small networks gain little from "
         "more, and one leaves a core "
@@ -259,6 +263,8 @@ def validate(config: Config) -> Config:
     _require(t.checkpoint_every >= 1, f"train.checkpoint_every: must be at least 1, got {t.checkpoint_every}")
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints: must be at least 1, got {t.keep_checkpoints}")
     _require(t.threads >= 0, f"train.threads: must be >= 0 (0: torch's default), got {t.threads}")
+    _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None,
+             f"train.device: must be auto, cpu, cuda, cuda:N or mps, got {t.device!r}")
     _require(0 <= t.seed < 2**32, f"train.seed: must be from 0 to {2**32 - 1}, got {t.seed}")
     return config
 

@@ -1,4 +1,5 @@
-"""Replay memory in preallocated tensors, filled by every environment, sampled uniformly.
+"""Replay memory in preallocated tensors on the learner's device, filled by every environment, sampled
+uniformly or by priority.
 
 `sample` returns, beside the transitions, the indices and importance weights of the samples, and
 `update_priorities` takes new TD errors: a prioritized buffer with the same interface slots in
@@ -7,6 +8,7 @@ without touching the agent's update.
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -26,18 +28,19 @@ class Batch(NamedTuple):
 class ReplayBuffer:
     FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0, device: str | torch.device = "cpu"):
         self.capacity = capacity
+        self.device = torch.device(device)
         # One row per transition, the fields side by side, so that a batch is one gather of whole
         # rows (five gathers from five tensors cost more); each field is a view into it.
-        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 2))
+        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 2), device=self.device)
         o, a = obs_dim, act_dim
         self._columns = [slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1]
         for name, columns in zip(self.FIELDS, self._fields(self.storage)):
             setattr(self, name, columns)
         self.position = 0  # where the next transition goes
         self.size = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self) -> int:
         return self.size
@@ -54,37 +57,48 @@ class ReplayBuffer:
         return Batch(*self._fields(self.storage[index]), weights, index)
 
     def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
-        """Add a batch of transitions (one per environment), wrapping around when full; returns
-        where they went."""
+        """Add a batch of transitions (one per environment), wrapping around when full, packed into rows
+        on the host and copied to the buffer's device at once; returns where they went."""
         values = [torch.as_tensor(v, dtype=torch.float32) for v in (obs, actions, rewards, next_obs, terminated)]
         n = len(values[0])
+        rows = torch.empty((n, self.storage.shape[1]))
+        for field, value in zip(self._fields(rows), values):
+            field[...] = value
         index = (self.position + torch.arange(n)) % self.capacity
-        for name, value in zip(self.FIELDS, values):
-            getattr(self, name)[index] = value
+        self.storage[index.to(self.device)] = rows.to(self.device)
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return index
 
     def sample(self, batch_size: int) -> Batch:
-        index = torch.randint(self.size, (batch_size,), generator=self.generator)
-        return self._batch(index, torch.ones(batch_size))
+        index = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
+        return self._batch(index, torch.ones(batch_size, device=self.device))
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """Uniform sampling keeps no priorities."""
 
     def state_dict(self) -> dict:
-        """Views of the rows in use, not a copy (a copy would double a large buffer's memory while a
-        checkpoint is written); from_numpy bounds what torch.save writes to those rows."""
-        rows = torch.from_numpy(self.storage.numpy()[:self.size])
+        """The rows in use, on the CPU: on a CPU buffer views, not a copy (a copy would double a large
+        buffer's memory while a checkpoint is written; from_numpy bounds what torch.save writes to
+        those rows); on another device, one copy to the host."""
+        rows = torch.from_numpy(self.storage.numpy()[:self.size]) if self.device.type == "cpu" else \
+            self.storage[:self.size].cpu()
         return {"position": self.position, "size": self.size, "generator": self.generator.get_state(),
                 **dict(zip(self.FIELDS, self._fields(rows)))}
 
     def load_state_dict(self, state: dict) -> None:
+        """The saved rows, on this buffer's device. A sampler's state saved by another kind of device
+        (CPU and CUDA generators are different algorithms) cannot continue here: sampling then goes on
+        from a new stream, seeded from the saved state, the same each time the checkpoint is loaded."""
         size = state["size"]
         for name in self.FIELDS:
             getattr(self, name)[:size] = state[name]
         self.position, self.size = state["position"], size
-        self.generator.set_state(state["generator"])
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError:
+            digest = hashlib.sha256(state["generator"].numpy().tobytes()).digest()
+            self.generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 class SumTree:
@@ -166,8 +180,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0, alpha: float = 0.6,
-                 beta: float = 0.4, beta_steps: int = 100_000, epsilon: float = 1e-6):
-        super().__init__(capacity, obs_dim, act_dim, seed)
+                 beta: float = 0.4, beta_steps: int = 100_000, epsilon: float = 1e-6,
+                 device: str | torch.device = "cpu"):
+        super().__init__(capacity, obs_dim, act_dim, seed, device)
         self.alpha, self.beta_start, self.beta_steps, self.epsilon = alpha, beta, beta_steps, epsilon
         self.tree = SumTree(capacity)
         self.batches = 0
@@ -189,17 +204,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return torch.from_numpy(index)
 
     def sample(self, batch_size: int) -> Batch:
+        """Drawn on the host, where the tree is (its walk is a few NumPy operations per level); the
+        batch itself is gathered on the buffer's device."""
         total = self.tree.total
         # One draw in each of batch_size equal slices of the total: stratified, as in the paper.
         mass = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
         index = self.tree.find(mass)
         weights = importance_weights(self.tree.leaves[index] / total, self.size, self.beta)
         self.batches += 1
-        return self._batch(torch.from_numpy(index), torch.from_numpy(weights).float())
+        return self._batch(torch.from_numpy(index).to(self.device), torch.from_numpy(weights).float().to(self.device))
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
-        priority = (td_errors.detach().abs().double().numpy() + self.epsilon) ** self.alpha
-        self.tree.set(indices.numpy(), priority)
+        """New priorities on the host's tree: on a GPU, each update's TD errors come back to the host."""
+        priority = (td_errors.detach().abs().double().cpu().numpy() + self.epsilon) ** self.alpha
+        self.tree.set(indices.cpu().numpy(), priority)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "priorities": torch.from_numpy(self.tree.leaves[:self.size]),

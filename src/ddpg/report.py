@@ -271,7 +271,7 @@ def architectures(config: Config, obs_dim: int, act_dim: int) -> list[dict[str, 
     """Actor and critic layer by layer, from the networks the config builds (on the meta device: sizes
     only, nothing allocated)."""
     with torch.device("meta"):
-        agent = DDPG(obs_dim, np.zeros(act_dim), np.ones(act_dim), config.agent)
+        agent = DDPG(obs_dim, np.zeros(act_dim), np.ones(act_dim), config.agent, device="meta")
     nets = []
     for title, net, cls in (("Actor", agent.actor, Actor), ("Critic", agent.critic, Critic)):
         layers = [{"name": name, "kind": type(module).__name__, "detail": module.extra_repr() or "-",

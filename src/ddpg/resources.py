@@ -1,5 +1,5 @@
-"""What a run takes from the machine: memory, checked before anything is allocated, and torch's CPU
-threads, set for the run alone."""
+"""What a run takes from the machine: the device it learns on, memory (the machine's and the device's),
+checked before anything is allocated, and torch's CPU threads, set for the run alone."""
 
 from __future__ import annotations
 
@@ -38,10 +38,32 @@ def check_memory(key: str, what: str, needed: int) -> None:
                           f"({available / 2**30:.1f} GiB available)")
 
 
+def device(wish: str, strict: bool = True) -> torch.device:
+    """The device `train.device` names: auto is CUDA where torch sees a GPU, else the CPU. A device
+    asked for and absent is a ConfigError naming it; unless `strict` is off (a saved config, made on
+    another machine, read here): then the CPU, with a note."""
+    if wish == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen, problem = torch.device(wish), None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            problem = "torch sees no CUDA device" + (" (this torch is a CPU build)" if torch.version.cuda is None else "")
+        elif (chosen.index or 0) >= torch.cuda.device_count():
+            problem = f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        problem = "MPS (Apple's GPU) is not available here"
+    if problem is None:
+        return chosen
+    if strict:
+        raise ConfigError(f"train.device: {wish} asked for, but {problem}")
+    print(f"ddpg: note: train.device = {wish} (as the run was made), but {problem}; using the CPU", file=sys.stderr)
+    return torch.device("cpu")
+
+
 def memory_needed(config: Config, obs_dim: int, act_dim: int) -> tuple[int, int, int]:
     """(parameters, bytes of the networks, bytes of the replay buffer) of a run with this config."""
     with torch.device("meta"):  # sizes only: nothing is allocated
-        shapes = DDPG(obs_dim, np.zeros(act_dim), np.ones(act_dim), config.agent)
+        shapes = DDPG(obs_dim, np.zeros(act_dim), np.ones(act_dim), config.agent, device="meta")
     parameters = sum(p.numel() for net in (shapes.actor, shapes.critic) for p in net.parameters())
     # Local and target copies, gradients and Adam's two moments: five floats per parameter.
     networks = 5 * 4 * parameters
@@ -51,9 +73,23 @@ def memory_needed(config: Config, obs_dim: int, act_dim: int) -> tuple[int, int,
     return parameters, networks, buffer
 
 
-def check_run_memory(config: Config, obs_dim: int, act_dim: int) -> None:
-    """ConfigError naming the key when the networks, or the networks and the buffer, do not fit."""
+def check_run_memory(config: Config, obs_dim: int, act_dim: int, on: torch.device = torch.device("cpu")) -> None:
+    """ConfigError naming the key when the networks, or the networks and the buffer, do not fit in the
+    memory of the device they go to (and a prioritized buffer's tree, which stays on the host, in the
+    machine's)."""
     parameters, networks, buffer = memory_needed(config, obs_dim, act_dim)
+    if on.type == "cuda":
+        free = torch.cuda.mem_get_info(on)[0]
+        for key, what, needed in (("agent.actor_hidden, agent.critic_hidden", f"networks of {parameters:,} parameters",
+                                   networks),
+                                  ("agent.buffer_size", f"{config.agent.buffer_size:,} transitions",
+                                   ReplayBuffer.bytes_needed(config.agent.buffer_size, obs_dim, act_dim) + networks)):
+            if needed > 0.9 * free:
+                raise ConfigError(f"{key}: {what} need {needed / 2**30:,.1f} GiB on {on}, more than it has free "
+                                  f"({free / 2**30:.1f} GiB)")
+        if config.replay.prioritized:
+            check_memory("agent.buffer_size", "the priorities of the replay buffer", SumTree.bytes_needed(config.agent.buffer_size))
+        return
     check_memory("agent.actor_hidden, agent.critic_hidden", f"networks of {parameters:,} parameters", networks)
     check_memory("agent.buffer_size", f"{config.agent.buffer_size:,} transitions", buffer + networks)
 

@@ -77,7 +77,9 @@ class SweepSettings:
         "Trials at a time (default: as many as the CPUs and the memory hold, each trial's replay buffer "
         "counted).")
     cpus_per_trial: int = setting(1, "CPUs per trial; the trial's torch threads are set to match.")
-    gpus_per_trial: int = setting(0, "GPUs per trial; must be 0: the agent trains on the CPU.")
+    gpus_per_trial: float = setting(0.0,
+        "GPUs per trial, a fraction to share one (0.25: four trials a GPU); above 0 a trial trains on the GPU "
+        "Ray gives it, at 0 on the CPU.")
 
 
 @dataclass
@@ -117,8 +119,11 @@ class Sweep:
         return s.samples * (len(s.seeds) if s.search == "optuna" else self.grid_points)
 
     def trial_config(self, values: dict[str, Any], seed: int):
+        """The trial's config: the base with the space's values, the seed, and where it runs (a GPU only
+        when Ray gives it one: Ray shows a trial only its own GPUs, as cuda)."""
         s = self.settings
         fixed = {"train.seed": seed, "train.threads": s.cpus_per_trial,
+                 "train.device": "cuda" if s.gpus_per_trial > 0 else "cpu",
                  **({"train.episodes": s.episodes} if s.episodes else {})}
         return with_values(self.base, values | fixed)
 
@@ -260,7 +265,9 @@ def _check_settings(path: Path, s: SweepSettings, space: dict, base_episodes: in
     require(s.reduction_factor > 1, f"reduction_factor: must be above 1, got {s.reduction_factor}")
     require(s.max_concurrent is None or s.max_concurrent >= 1, f"max_concurrent: must be at least 1, got {s.max_concurrent}")
     require(s.cpus_per_trial >= 1, f"cpus_per_trial: must be at least 1, got {s.cpus_per_trial}")
-    require(s.gpus_per_trial == 0, f"gpus_per_trial: the agent trains on the CPU; must be 0, got {s.gpus_per_trial}")
+    require(s.gpus_per_trial >= 0, f"gpus_per_trial: must be >= 0, got {s.gpus_per_trial}")
+    require(s.gpus_per_trial <= 1 or s.gpus_per_trial == int(s.gpus_per_trial),
+            f"gpus_per_trial: above 1 it must be a whole number of GPUs, got {s.gpus_per_trial}")
 
 
 # -- trials ------------------------------------------------------------------------------------------
@@ -602,13 +609,15 @@ def _run(sweep: Sweep, folder: Path | None, ray, tune, address: str | None, pare
 def _print_plan(ray, sweep: Sweep, memory: int) -> None:
     s = sweep.settings
     resources = ray.cluster_resources()
-    cpus, available = resources.get("CPU", 0), resources.get("memory", 0)
-    at_once = int(min(cpus // s.cpus_per_trial, available // memory))
+    cpus, available, gpus = resources.get("CPU", 0), resources.get("memory", 0), resources.get("GPU", 0)
+    at_once = int(min(cpus // s.cpus_per_trial, available // memory,
+                      gpus // s.gpus_per_trial if s.gpus_per_trial else math.inf))
     if s.max_concurrent:
         at_once = min(at_once, s.max_concurrent)
     if at_once < 1:
-        raise SweepError(f"sweep: a trial needs {s.cpus_per_trial} CPU(s) and {memory / 2**30:.1f} GiB; the cluster "
-                         f"has {cpus:g} CPUs and {available / 2**30:.1f} GiB for tasks")
+        raise SweepError(f"sweep: a trial needs {s.cpus_per_trial} CPU(s), {s.gpus_per_trial:g} GPU(s) and "
+                         f"{memory / 2**30:.1f} GiB; the cluster has {cpus:g} CPUs, {gpus:g} GPUs and "
+                         f"{available / 2**30:.1f} GiB for tasks")
     print(f"sweep {sweep.name}: {sweep.trials} trial(s), up to {at_once} at a time ({cpus:g} CPUs, {available / 2**30:.1f} GiB; "
           f"each trial takes {s.cpus_per_trial} CPU and {memory / 2**30:.2f} GiB with its replay buffer)", flush=True)
 
@@ -696,7 +705,7 @@ def write_best(sweep: Sweep, group, path: Path) -> None:
             "none" if value is None else value
     config = toml_ready(group.runs[0].config.to_dict())
     del config["train"]["seed"]
-    for key in ("episodes", "steps", "threads"):  # the sweep's budget and placement, not the setting's
+    for key in ("episodes", "steps", "threads", "device"):  # the sweep's budget and placement, not the setting's
         config["train"][key] = toml_ready(sweep.base["train"][key])
     header = (f"# The best configuration of sweep {sweep.name} by {sweep.settings.metric} ({sweep.settings.mode}): "
               f"{group.name}\n")

@@ -29,10 +29,13 @@ from .envs.factory import make_env
 from .evaluation import EVAL_SEED_OFFSET, episode_seed, run_policy
 from .noise import Noise, noise_scale
 from .replay import PrioritizedReplayBuffer, ReplayBuffer
-from .resources import check_run_memory, torch_threads
+from .resources import check_run_memory, device, torch_threads
 from .rundir import BEST_CHECKPOINT, claim_default, claim_new, contents, write_config_file, write_outcome
 from .scores import solved_episode, trailing_average
 from .tracking import METRICS_FILE, Tracker, repair_metrics, score_columns
+
+
+LOSSES = ("critic_loss", "actor_loss", "q")  # what each learn call records, read once an episode
 
 
 class TrainingError(RuntimeError):
@@ -46,7 +49,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: Path | None = None, *, runs_root: Path = Path("runs")):
         if run_dir is not None and contents(run_dir):
             claim_new(run_dir)  # refuses, saying why, before anything is built
-        self._build(config)
+        self._build(config, strict_device=True)
         try:
             if run_dir is None:
                 self.run_dir, self._lock = claim_default(runs_root, config.env.id.split("/")[-1].lower())
@@ -62,7 +65,8 @@ class Trainer:
         plan = resuming.plan(run_dir, overrides)
         try:
             self = cls.__new__(cls)
-            self._build(plan.config)
+            # The saved device is where the run was made: absent here, the run goes on on the CPU.
+            self._build(plan.config, strict_device="train.device" in plan.changes)
             self.run_dir, self._lock = run_dir, plan.lock
             if plan.payload:
                 self._load(plan.checkpoint, plan.payload)
@@ -73,7 +77,7 @@ class Trainer:
         print(plan.describe(run_dir))
         return self
 
-    def _build(self, config: Config) -> None:
+    def _build(self, config: Config, strict_device: bool) -> None:
         self.config = c = config
         if c.train.wandb and importlib.util.find_spec("wandb") is None:
             raise ConfigError("train.wandb: wandb is not installed; pip install 'ddpg[wandb]'")
@@ -82,29 +86,30 @@ class Trainer:
         try:
             if c.train.eval_every or c.train.eval_every_steps:
                 self.eval_env = make_env(c.env)  # its own instance: evaluating never disturbs training
-            self._build_learner(c)
+            self._build_learner(c, device(c.train.device, strict_device))
         except BaseException:
             self.close_envs()
             raise
         for warning in warnings_for(c):
             print(f"ddpg: warning: {warning}", file=sys.stderr)
 
-    def _build_learner(self, c: Config) -> None:
+    def _build_learner(self, c: Config, on: torch.device) -> None:
+        self.device = on
         self.num_envs = self.env.num_envs
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.obs_dim, self.act_dim = obs_space.shape[0], act_space.shape[0]
         self.low, self.high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
         self._half_range = (self.high - self.low) / 2  # noise is in units of half the action range
-        check_run_memory(c, self.obs_dim, self.act_dim)
+        check_run_memory(c, self.obs_dim, self.act_dim, on)
         random.seed(c.train.seed)
         torch.manual_seed(c.train.seed)
-        self.agent = DDPG(self.obs_dim, self.low, self.high, c.agent)
+        self.agent = DDPG(self.obs_dim, self.low, self.high, c.agent, device=on)
         if c.replay.prioritized:
             r = c.replay
             self.buffer = PrioritizedReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, c.train.seed,
-                                                  r.alpha, r.beta, r.beta_steps, r.epsilon)
+                                                  r.alpha, r.beta, r.beta_steps, r.epsilon, device=on)
         else:
-            self.buffer = ReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, seed=c.train.seed)
+            self.buffer = ReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, seed=c.train.seed, device=on)
         self.noise = Noise(c.noise, self.num_envs, self.act_dim, seed=c.train.seed + 1)
         self.rng = np.random.default_rng(c.train.seed + 2)  # warm-up actions
         self.episode = 0  # episodes completed
@@ -115,6 +120,7 @@ class Trainer:
         self.best_eval: float | None = None
         self.solved_at: int | None = None
         self.wall_seconds = 0.0  # training time up to now, over all sessions (a kill loses its session's)
+        self._record: list[tuple[int, int, torch.Tensor]] = []  # this episode's learn calls: step, update, losses
         self._stop_requested = 0
 
     @property
@@ -124,7 +130,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self, with_buffer: bool = True) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "device": str(self.device),
             "obs_dim": self.obs_dim, "act_dim": self.act_dim,
             "episode": self.episode, "steps": self.steps, "env_steps": self.env_steps, "scores": self.scores,
             "evals": self.evals, "best_eval": self.best_eval, "solved_at": self.solved_at,
@@ -137,7 +143,11 @@ class Trainer:
         }
 
     def _load(self, path: Path, payload: dict) -> None:
-        self.agent = agent_from_checkpoint(payload, self.env, path, self.config)
+        self.agent = agent_from_checkpoint(payload, self.env, path, self.config, self.device)
+        made_on = torch.device(payload.get("device", "cpu")).type
+        if made_on != self.device.type:
+            print(f"resume: made on {made_on}, continued on {self.device.type}: the networks and the buffer carry "
+                  "over, but replay sampling goes on from a new random stream (exact resume needs the same device)")
         if payload["buffer"] is not None:
             try:
                 self.buffer.load_state_dict(payload["buffer"])
@@ -171,23 +181,34 @@ class Trainer:
         noise = scale * self.noise.sample() * self._half_range
         actions = self.agent.act(obs)
         if not np.isfinite(actions).all():
+            self._losses()  # a non-finite loss before it is the cause to name
             raise TrainingError(f"the actor produced a non-finite action at step {self.steps} "
                                 f"(episode {self.episode + 1})")
         return np.clip(actions + noise, self.low, self.high)
 
-    def _learn(self) -> dict[str, float]:
+    def _learn(self) -> None:
+        """`updates_per_learn` updates. The last one's losses and Q stay where they were computed, in
+        the episode's record with the step and the update count: nothing is read back to Python while
+        the updates run (on a GPU that would wait for each update to finish)."""
         a = self.config.agent
-        out = {}
         for _ in range(a.updates_per_learn):
             batch = self.buffer.sample(a.batch_size)
             out = self.agent.learn(batch)
             self.buffer.update_priorities(batch.indices, out["td_error"])
-        losses = {k: float(out[k]) for k in ("critic_loss", "actor_loss", "q")} if out else {}
-        bad = [k for k, v in losses.items() if not np.isfinite(v)]
-        if bad:
-            raise TrainingError(f"non-finite {bad[0]} at step {self.steps} (episode {self.episode + 1}, "
-                                f"update {self.agent.updates})")
-        return losses
+        if a.updates_per_learn:
+            self._record.append((self.steps, self.agent.updates, torch.stack([out[k] for k in LOSSES])))
+
+    def _losses(self) -> dict[str, float]:
+        """The episode's record read back at once: the mean over its learn calls of each loss and of Q;
+        TrainingError naming the first that was not finite, and where."""
+        if not self._record:
+            return {}
+        values = torch.stack([losses for _, _, losses in self._record]).cpu().tolist()
+        for (step, update, _), row in zip(self._record, values):
+            bad = [k for k, v in zip(LOSSES, row) if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(f"non-finite {bad[0]} at step {step} (episode {self.episode + 1}, update {update})")
+        return {k: float(np.mean([row[i] for row in values])) for i, k in enumerate(LOSSES)}
 
     def run_episode(self) -> tuple[np.ndarray, dict[str, float]]:
         c = self.config
@@ -197,7 +218,7 @@ class Trainer:
         self.noise.reset()
         active = np.ones(self.num_envs, bool)
         scores = np.zeros(self.num_envs)
-        losses: list[dict[str, float]] = []
+        self._record = []
         while active.any():
             actions = self._actions(obs, scale)
             next_obs, rewards, terminated, truncated, _ = self.env.step(actions.astype(np.float32))
@@ -213,10 +234,9 @@ class Trainer:
             self.steps += 1
             if (self.steps > c.agent.warmup_steps and self.steps % c.agent.learn_every == 0
                     and len(self.buffer) >= c.agent.batch_size):
-                losses.append(self._learn())
+                self._learn()
             obs = next_obs
-        summary = {k: float(np.mean([l[k] for l in losses])) for k in losses[0]} if losses else {}
-        return scores, {"noise_scale": scale, **summary}
+        return scores, {"noise_scale": scale, **self._losses()}
 
     def _request_stop(self, signum, frame) -> None:
         self._stop_requested += 1
