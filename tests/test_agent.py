@@ -194,7 +194,7 @@ def _batches(n: int) -> list[Batch]:
     g = torch.Generator().manual_seed(1)
     return [Batch(torch.randn(32, 5, generator=g), torch.rand(32, 2, generator=g) * 2 - 1,
                   torch.rand(32, generator=g), torch.randn(32, 5, generator=g),
-                  (torch.rand(32, generator=g) < 0.1).float(), torch.rand(32, generator=g) + 0.5,
+                  (torch.rand(32, generator=g) < 0.1).float(), torch.ones(32), torch.rand(32, generator=g) + 0.5,
                   torch.arange(32)) for _ in range(n)]
 
 

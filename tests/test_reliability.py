@@ -31,8 +31,12 @@ def wait_for(predicate, timeout=300.0):
         time.sleep(0.05)
 
 
-def test_sigkill_then_resume_ends_identical_to_an_uninterrupted_run(tmp_path):
-    options = [*SMALL, "train.episodes=5", "train.checkpoint_every=1"]
+@pytest.mark.parametrize("fixes", [[], ["agent.n_step=3", "agent.twin_critics=true", "agent.target_noise=0.2",
+                                         "agent.policy_delay=2"]], ids=["ddpg", "n-step-td3"])
+def test_sigkill_then_resume_ends_identical_to_an_uninterrupted_run(fixes, tmp_path):
+    """Killed mid-episode: with n-step returns too (the windows then pending are those of the episode
+    replayed), and the target noise's generator."""
+    options = [*SMALL, "train.episodes=5", "train.checkpoint_every=1", *fixes]
     Trainer(load_config(None, options), tmp_path / "whole").train(progress=False)
 
     run = tmp_path / "killed"
@@ -133,8 +137,8 @@ def test_a_really_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp
 
 
 def test_replay_buffer_that_cannot_fit_is_refused_with_the_figure(tmp_path):
-    # 288 bytes a Reacher transition (2 x 33 + 4 + 2 floats): 2.88e12 bytes = 2682.2 GiB
-    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10,000,000,000 transitions .*need 2,682.2 GiB"):
+    # 292 bytes a Reacher transition (2 x 33 + 4 + 3 floats): 2.92e12 bytes = 2719.5 GiB
+    with pytest.raises(ConfigError, match=r"agent.buffer_size: 10,000,000,000 transitions .*need 2,719.5 GiB"):
         Trainer(load_config(None, [*SMALL, "agent.buffer_size=10_000_000_000", "train.save_buffer=false"]), tmp_path)
 
 

@@ -62,7 +62,7 @@ def test_a_time_limit_cut_bootstraps_through_learn_and_a_termination_does_not(tm
             agent.critic_target.head[-1].weight.zero_()
             agent.critic_target.head[-1].bias.fill_(1000.0)  # Q'(s', a') = 1000 everywhere
             q = agent.critic(b.obs[at], b.actions[at])
-        batch = Batch(b.obs[at], b.actions[at], b.rewards[at], b.next_obs[at], b.terminated[at],
+        batch = Batch(b.obs[at], b.actions[at], b.rewards[at], b.next_obs[at], b.terminated[at], b.horizon[at],
                       torch.ones(1), torch.tensor([last]))
         losses[folder] = (agent.learn(batch)["critic_loss"].item(), q.item())
     loss, q = losses["cut"]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.func import functional_call, grad_and_value
 from torch.optim.adam import adam
 
@@ -18,10 +19,29 @@ from .networks import Actor, Critic
 from .replay import Batch
 
 
-def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor,
-              gamma: float) -> torch.Tensor:
-    """y = r + gamma * (1 - terminated) * Q'(s', mu'(s')); a time-limit cut is not `terminated`."""
-    return rewards + gamma * (1.0 - terminated) * next_q
+def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma: float,
+              horizon: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """y = R + gamma^k * (1 - terminated) * Q'(s', mu'(s')), where R sums k rewards (k = 1: DDPG's
+    one-step target); a time-limit cut is not `terminated`."""
+    return rewards + gamma ** horizon * (1.0 - terminated) * next_q
+
+
+def target_noise(shape: tuple[int, ...], sigma: float, clip: float, generator: torch.Generator) -> torch.Tensor:
+    """TD3's target policy smoothing noise: N(0, sigma^2) clipped to [-clip, clip], in units of half the
+    action range."""
+    return (sigma * torch.randn(shape, generator=generator, device=generator.device)).clamp_(-clip, clip)
+
+
+def smoothed(action: torch.Tensor, noise: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """A target action with noise (in units of half the range `scale`), kept inside the action bounds."""
+    return torch.clamp(action + noise * scale, centre - scale, centre + scale)
+
+
+def critic_losses(td_error: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each sample's loss on its TD error: the square (mse), or Huber with delta 1 (huber)."""
+    if kind == "huber":
+        return F.huber_loss(td_error, torch.zeros_like(td_error), reduction="none", delta=1.0)
+    return td_error.square()
 
 
 class SoftUpdate:
@@ -133,7 +153,8 @@ def on_cpu(state):
 
 
 class DDPG:
-    _PARTS = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer")
+    """DDPG (Lillicrap et al., 2016), with the fixes of TD3 (Fujimoto et al., 2018) and n-step returns as
+    options of its one update (agent.twin_critics, target_noise, policy_delay, n_step, critic_loss)."""
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  config: AgentConfig, device: str | torch.device = "cpu"):
@@ -148,7 +169,24 @@ class DDPG:
         self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
         self.actor_optimizer = Optimizer(self.actor, c.actor_lr, c.actor_weight_decay)
         self.critic_optimizer = Optimizer(self.critic, c.critic_lr, c.critic_weight_decay)
-        self._soft_update = SoftUpdate((self.critic_target, self.critic), (self.actor_target, self.actor))
+        self._parts = ["actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"]
+        pairs = [(self.critic_target, self.critic), (self.actor_target, self.actor)]
+        self.critic2 = self.critic2_target = self.critic2_optimizer = None
+        if c.twin_critics:  # initialized apart from the first (the global generator moved on)
+            self.critic2 = Critic(obs_dim, len(low), c.critic_hidden, c.batch_norm, c.activation, c.layer_norm,
+                                  c.critic_action_layer).to(self.device)
+            self.critic2_target = copy.deepcopy(self.critic2).eval().requires_grad_(False)
+            self.critic2_optimizer = Optimizer(self.critic2, c.critic_lr, c.critic_weight_decay)
+            self._parts += ["critic2", "critic2_target", "critic2_optimizer"]
+            pairs.append((self.critic2_target, self.critic2))
+        self._soft_update = SoftUpdate(*pairs)
+        # Target noise from a generator of the agent's own, seeded from the global one and saved with the
+        # agent, so that a resumed run draws what an uninterrupted one would.
+        self.generator = None
+        if c.target_noise > 0 and self.device.type != "meta":  # meta: networks sized, nothing drawn
+            seed = int(torch.randint(2**62, (), dtype=torch.int64, device="cpu"))
+            self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._actor_loss = torch.zeros((), device=self.device)  # the latest actor update's (policy_delay > 1)
         # On a GPU the compiled update runs as a CUDA graph: one launch for the whole update.
         self._graph = c.compile and self.device.type == "cuda"
         self._compiled_update = torch.compile(self._update, fullgraph=True, dynamic=False,
@@ -165,8 +203,15 @@ class DDPG:
         return actions.cpu().numpy()
 
     def learn(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update (see _update), compiled when agent.compile is set. Returns losses and |TD errors|."""
-        args = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
+        """One update (see _update), compiled when agent.compile is set. Returns losses and |TD errors|.
+        Random draws happen here, outside any compiled graph, from the agent's own generator; whether
+        the actor updates is a flag, so the compiler makes at most two graphs, one for each."""
+        c = self.config
+        noise = None if self.generator is None else \
+            target_noise(batch.actions.shape, c.target_noise, c.target_noise_clip, self.generator)
+        actor_step = (self.updates + 1) % c.policy_delay == 0
+        args = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.horizon,
+                batch.weights, noise, actor_step)
         if self._compiled_update is None:
             out = self._update(*args)
         else:
@@ -182,20 +227,31 @@ class DDPG:
                       file=sys.stderr)
                 self._compiled_update = None
                 out = self._update(*args)
+        if actor_step:  # kept apart from the outputs, which a CUDA graph's next replay overwrites
+            self._actor_loss = out["actor_loss"].clone()
         self.updates += 1
-        return out
+        return out | {"actor_loss": self._actor_loss}
 
-    def _update(self, obs, actions, rewards, next_obs, terminated, weights) -> dict[str, torch.Tensor]:
-        """The DDPG update: the critic descends the weighted squared TD error against the targets'
-        y, the actor climbs the updated critic's Q(s, mu(s)), then the targets follow by tau."""
+    def _update(self, obs, actions, rewards, next_obs, terminated, horizon, weights, noise,
+                actor_step) -> dict[str, torch.Tensor]:
+        """The DDPG update: the critic descends the weighted TD error's loss against the targets' y,
+        the actor climbs the updated critic's Q(s, mu(s)), then the targets follow by tau. Its
+        options: two critics (y from the smaller target value), noise on the target action, the actor
+        and the targets every policy_delay-th update only, n-step returns, a Huber loss."""
         c = self.config
         with torch.no_grad():
-            y = td_target(rewards, terminated, self.critic_target(next_obs, self.actor_target(next_obs)), c.gamma)
+            next_action = self.actor_target(next_obs)
+            if noise is not None:
+                next_action = smoothed(next_action, noise, self.actor.action_scale, self.actor.action_centre)
+            next_q = self.critic_target(next_obs, next_action)
+            if self.critic2 is not None:
+                next_q = torch.minimum(next_q, self.critic2_target(next_obs, next_action))
+            y = td_target(rewards, terminated, next_q, c.gamma, horizon)
 
         def critic_loss(critic):
             q = critic(obs, actions)
             td_error = y - q
-            return (weights * td_error.square()).mean(), (q.detach(), td_error.detach())
+            return (weights * critic_losses(td_error, c.critic_loss)).mean(), (q.detach(), td_error.detach())
 
         def actor_loss(actor, critic):
             return -critic(obs, actor(obs)).mean(), ()
@@ -203,6 +259,13 @@ class DDPG:
         loss_critic, (q, td_error), grads = value_and_grads(critic_loss, self.critic)
         clip_grad_norm(grads, c.critic_grad_clip)
         self.critic_optimizer.step(grads)
+        if self.critic2 is not None:
+            _, _, grads = value_and_grads(critic_loss, self.critic2)
+            clip_grad_norm(grads, c.critic_grad_clip)
+            self.critic2_optimizer.step(grads)
+        out = {"critic_loss": loss_critic.detach(), "q": q.mean(), "td_error": td_error.abs()}
+        if not actor_step:
+            return out
 
         # The critic in eval mode, as when it judged the targets: its batch-norm statistics moved once
         # already in this update, and the actor climbs the Q the critic will act with (running
@@ -216,13 +279,15 @@ class DDPG:
         self.actor_optimizer.step(grads)
 
         self._soft_update(c.tau)
-        return {"critic_loss": loss_critic.detach(), "actor_loss": loss_actor.detach(), "q": q.mean(),
-                "td_error": td_error.abs()}
+        return out | {"actor_loss": loss_actor.detach()}
 
     def state_dict(self) -> dict:
-        return {name: on_cpu(getattr(self, name).state_dict()) for name in self._PARTS} | {"updates": self.updates}
+        extra = {"generator": self.generator.get_state()} if self.generator is not None else {}
+        return {name: on_cpu(getattr(self, name).state_dict()) for name in self._parts} | {"updates": self.updates} | extra
 
     def load_state_dict(self, state: dict) -> None:
-        for name in self._PARTS:
+        for name in self._parts:
             getattr(self, name).load_state_dict(state[name])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
         self.updates = state["updates"]

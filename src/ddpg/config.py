@@ -71,6 +71,22 @@ class AgentConfig:
     updates_per_learn: int = setting(10, "...with this many updates each time.")
     critic_grad_clip: float = setting(1.0, "Maximum gradient norm of the critic (0: no clipping).")
     actor_grad_clip: float = setting(0.0, "Maximum gradient norm of the actor (0: no clipping).")
+    twin_critics: bool = setting(False,
+        "Two critics, each learning from the same target: the smaller of the two target critics' values "
+        "(clipped double Q, Fujimoto et al., 2018, TD3); the actor climbs the first critic.")
+    target_noise: float = setting(0.0,
+        "Target policy smoothing (TD3): Gaussian noise of this scale on the target actor's actions, in units "
+        "of half the action range (0: none).")
+    target_noise_clip: float = setting(0.5,
+        "The target noise is clipped to +-this, in units of half the action range.")
+    policy_delay: int = setting(1,
+        "The actor and every target network update once every this many critic updates (TD3: 2).")
+    n_step: int = setting(1,
+        "Rewards summed before the target bootstraps: n-step returns (Sutton, 1988; D4PG, Barth-Maron et al., "
+        "2018); each environment's own n steps, fewer where its episode ends. 1 is DDPG's one-step target.")
+    critic_loss: Literal["mse", "huber"] = setting("mse",
+        "The critic's loss on the TD error: squared (mse), or Huber with delta 1 (half the square within 1, "
+        "linear beyond, so that large errors pull less).")
     compile: bool = setting(False,
         "Compile the whole update into one graph (torch.compile, needs a C++ compiler): about 1.8x the "
         "updates/s at 128-128; the first update waits for the compiler (about 25 s, less from its disk "
@@ -244,6 +260,10 @@ def validate(config: Config) -> Config:
     _require(a.warmup_steps >= 0, f"agent.warmup_steps: must be >= 0, got {a.warmup_steps}")
     _require(a.learn_every >= 1, f"agent.learn_every: must be at least 1, got {a.learn_every}")
     _require(a.updates_per_learn >= 0, f"agent.updates_per_learn: must be >= 0, got {a.updates_per_learn}")
+    for key in ("target_noise", "target_noise_clip"):
+        _require(getattr(a, key) >= 0, f"agent.{key}: must be >= 0, got {getattr(a, key)}")
+    _require(a.policy_delay >= 1, f"agent.policy_delay: must be at least 1, got {a.policy_delay}")
+    _require(a.n_step >= 1, f"agent.n_step: must be at least 1, got {a.n_step}")
     _require(n.sigma >= 0, f"noise.sigma: must be >= 0, got {n.sigma}")
     _require(0 <= n.theta <= 1, f"noise.theta: must be in [0, 1], got {n.theta}")
     _require(0 < n.decay <= 1, f"noise.decay: must be in (0, 1], got {n.decay}")

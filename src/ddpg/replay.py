@@ -21,21 +21,23 @@ class Batch(NamedTuple):
     rewards: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor  # 1.0 where the episode truly ended; a time-limit cut keeps bootstrapping
+    horizon: torch.Tensor  # rewards summed in `rewards` (n-step returns; 1: a one-step transition)
     weights: torch.Tensor  # importance weights (uniform: ones)
     indices: torch.Tensor
 
 
 class ReplayBuffer:
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "horizon")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0, device: str | torch.device = "cpu"):
         self.capacity = capacity
         self.device = torch.device(device)
         # One row per transition, the fields side by side, so that a batch is one gather of whole
         # rows (five gathers from five tensors cost more); each field is a view into it.
-        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 2), device=self.device)
+        self.storage = torch.zeros((capacity, 2 * obs_dim + act_dim + 3), device=self.device)
         o, a = obs_dim, act_dim
-        self._columns = [slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1]
+        self._columns = [slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1,
+                         2 * o + a + 2]
         for name, columns in zip(self.FIELDS, self._fields(self.storage)):
             setattr(self, name, columns)
         self.position = 0  # where the next transition goes
@@ -47,19 +49,20 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_needed(capacity: int, obs_dim: int, act_dim: int) -> int:
-        return 4 * capacity * (2 * obs_dim + act_dim + 2)
+        return 4 * capacity * (2 * obs_dim + act_dim + 3)
 
     def _fields(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        """obs, actions, rewards, next_obs, terminated: views into rows of the packed storage."""
+        """obs, actions, rewards, next_obs, terminated, horizon: views into rows of the packed storage."""
         return [rows[:, columns] for columns in self._columns]
 
     def _batch(self, index: torch.Tensor, weights: torch.Tensor) -> Batch:
         return Batch(*self._fields(self.storage[index]), weights, index)
 
-    def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
-        """Add a batch of transitions (one per environment), wrapping around when full, packed into rows
-        on the host and copied to the buffer's device at once; returns where they went."""
-        values = [torch.as_tensor(v, dtype=torch.float32) for v in (obs, actions, rewards, next_obs, terminated)]
+    def add(self, obs, actions, rewards, next_obs, terminated, horizon=1.0) -> torch.Tensor:
+        """Add a batch of transitions (one per environment, or n-step ones with their horizons),
+        wrapping around when full, packed into rows on the host and copied to the buffer's device at
+        once; returns where they went."""
+        values = [torch.as_tensor(v, dtype=torch.float32) for v in (obs, actions, rewards, next_obs, terminated, horizon)]
         n = len(values[0])
         rows = torch.empty((n, self.storage.shape[1]))
         for field, value in zip(self._fields(rows), values):
@@ -92,7 +95,8 @@ class ReplayBuffer:
         from a new stream, seeded from the saved state, the same each time the checkpoint is loaded."""
         size = state["size"]
         for name in self.FIELDS:
-            getattr(self, name)[:size] = state[name]
+            # A buffer saved before n-step returns holds one-step transitions: a horizon of 1.
+            getattr(self, name)[:size] = state[name] if name in state or name != "horizon" else 1.0
         self.position, self.size = state["position"], size
         try:
             self.generator.set_state(state["generator"])
@@ -197,8 +201,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """The largest priority held (already raised to alpha)."""
         return self.tree.max or 1.0
 
-    def add(self, obs, actions, rewards, next_obs, terminated) -> torch.Tensor:
-        index = super().add(obs, actions, rewards, next_obs, terminated).numpy()
+    def add(self, obs, actions, rewards, next_obs, terminated, horizon=1.0) -> torch.Tensor:
+        index = super().add(obs, actions, rewards, next_obs, terminated, horizon).numpy()
         self.tree.set(index, np.zeros(len(index)))  # the overwritten transitions' priorities leave
         self.tree.set(index, np.full(len(index), self.max_priority))
         return torch.from_numpy(index)
@@ -228,3 +232,31 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree.set(np.arange(self.size), state["priorities"].numpy())
         self.batches = state["batches"]
         self.rng.bit_generator.state = state["rng"]
+
+
+class NStepReturns:
+    """n-step transitions made from one-step ones, each environment's window its own: (s_t, a_t,
+    R = r_t + gamma r_t+1 + ... + gamma^(k-1) r_t+k-1, s_t+k, terminated, k), with k = n, or fewer
+    where the episode ended inside the window. A termination ends the sum and masks the bootstrap; a
+    time-limit cut ends the sum and keeps it, from the true last observation. A window empties when
+    its episode ends, and the trainer checkpoints only between episodes: no window is ever pending in
+    a checkpoint, so windows need no saving for an exact resume."""
+
+    def __init__(self, n: int, gamma: float, num_envs: int):
+        self.n, self.gamma = n, gamma
+        self.windows: list[list[tuple]] = [[] for _ in range(num_envs)]  # per env: (obs, action, reward)
+
+    def push(self, envs: np.ndarray, obs, actions, rewards, next_obs, terminated, truncated) -> list[tuple]:
+        """One step of the environments `envs` (their indices, in order): the n-step transitions that
+        it completes, as (obs, action, return, next_obs, terminated, k)."""
+        ready = []
+        for i, e in enumerate(envs):
+            window = self.windows[e]
+            window.append((obs[i], actions[i], float(rewards[i])))
+            ended = bool(terminated[i] or truncated[i])
+            while len(window) == self.n or (window and ended):
+                value = sum(self.gamma ** j * reward for j, (_, _, reward) in enumerate(window))
+                first_obs, first_action, _ = window[0]
+                ready.append((first_obs, first_action, value, next_obs[i], float(terminated[i]), len(window)))
+                del window[0]
+        return ready

@@ -14,7 +14,7 @@ from .rundir import RunDirError, RunLock, checkpoint_files, read_config_file
 # A resumed run keeps these: they shape the networks, the buffer, the environment or the seeds.
 FIXED_ON_RESUME = ("env.id", "env.num_envs", "env.kwargs", "agent.actor_hidden", "agent.critic_hidden",
                    "agent.critic_action_layer", "agent.batch_norm", "agent.layer_norm", "agent.activation",
-                   "agent.buffer_size", "replay.prioritized", "train.seed")
+                   "agent.twin_critics", "agent.buffer_size", "agent.n_step", "replay.prioritized", "train.seed")
 
 
 def config_changes(old: Config, new: Config) -> dict[str, tuple]:
@@ -66,7 +66,9 @@ def plan(run_dir: Path, overrides: list[str] = ()) -> Plan:
             saved = load_config(base=payload["config"])
         config = load_config(base=saved.to_dict(), overrides=overrides)
         changes = config_changes(saved, config)
-        for key in FIXED_ON_RESUME:
+        # n-step returns in the buffer were summed with the run's gamma.
+        fixed = FIXED_ON_RESUME + (("agent.gamma",) if config.agent.n_step > 1 else ())
+        for key in fixed:
             if key in changes:
                 raise ConfigError(f"{key}: cannot change when resuming (the run has {changes[key][0]!r}, "
                                   f"asked for {changes[key][1]!r}); start a new run for that")

@@ -28,7 +28,7 @@ from .config import Config, ConfigError, first_line, warnings_for
 from .envs.factory import make_env
 from .evaluation import EVAL_SEED_OFFSET, episode_seed, run_policy
 from .noise import Noise, noise_scale
-from .replay import PrioritizedReplayBuffer, ReplayBuffer
+from .replay import NStepReturns, PrioritizedReplayBuffer, ReplayBuffer
 from .resources import check_run_memory, device, torch_threads
 from .rundir import BEST_CHECKPOINT, claim_default, claim_new, contents, write_config_file, write_outcome
 from .scores import solved_episode, trailing_average
@@ -110,6 +110,7 @@ class Trainer:
                                                   r.alpha, r.beta, r.beta_steps, r.epsilon, device=on)
         else:
             self.buffer = ReplayBuffer(c.agent.buffer_size, self.obs_dim, self.act_dim, seed=c.train.seed, device=on)
+        self.n_step = NStepReturns(c.agent.n_step, c.agent.gamma, self.num_envs) if c.agent.n_step > 1 else None
         self.noise = Noise(c.noise, self.num_envs, self.act_dim, seed=c.train.seed + 1)
         self.rng = np.random.default_rng(c.train.seed + 2)  # warm-up actions
         self.episode = 0  # episodes completed
@@ -210,6 +211,20 @@ class Trainer:
                 raise TrainingError(f"non-finite {bad[0]} at step {step} (episode {self.episode + 1}, update {update})")
         return {k: float(np.mean([row[i] for row in values])) for i, k in enumerate(LOSSES)}
 
+    def _store(self, active, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        """One step's transitions of the environments still in their first episode (an env that ended
+        early waits: autoreset restarts it, and those steps are not stored); n-step ones when
+        agent.n_step > 1."""
+        if self.n_step is not None:
+            ready = self.n_step.push(np.flatnonzero(active), obs[active], actions[active], rewards[active],
+                                     next_obs[active], terminated[active], truncated[active])
+            if ready:
+                self.buffer.add(*(np.array(column) for column in zip(*ready)))
+        elif active.all():
+            self.buffer.add(obs, actions, rewards, next_obs, terminated)
+        else:
+            self.buffer.add(obs[active], actions[active], rewards[active], next_obs[active], terminated[active])
+
     def run_episode(self) -> tuple[np.ndarray, dict[str, float]]:
         c = self.config
         trailing = trailing_average(self.mean_scores, c.train.window) if self.scores else None
@@ -222,12 +237,7 @@ class Trainer:
         while active.any():
             actions = self._actions(obs, scale)
             next_obs, rewards, terminated, truncated, _ = self.env.step(actions.astype(np.float32))
-            # Only the first episode of each env counts; an env that ended early waits (autoreset
-            # restarts it, and those steps are not stored).
-            if active.all():
-                self.buffer.add(obs, actions, rewards, next_obs, terminated)
-            else:
-                self.buffer.add(obs[active], actions[active], rewards[active], next_obs[active], terminated[active])
+            self._store(active, obs, actions, rewards, next_obs, terminated, truncated)
             scores += rewards * active
             self.env_steps += int(active.sum())
             active &= ~(terminated | truncated)
