@@ -11,7 +11,7 @@ from ddpg.config import AgentConfig, NoiseConfig
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
 from ddpg.replay import Batch, ReplayBuffer
-from ddpg.scores import solved_episode, trailing_average
+from ddpg.scores import learning_effort, solved_episode, trailing_average
 
 
 def test_td_target_by_hand():
@@ -87,6 +87,26 @@ def test_trailing_average_and_solve_episode_by_hand():
     assert solved_episode(scores, window=3, target=30) == 5
     assert solved_episode([30, 30, 30], window=3, target=30) == 3  # reaching the target counts
     assert solved_episode([40, 40], window=3, target=30) is None  # never before a full window
+
+
+def test_learning_effort_follows_the_score_and_comes_back_on_a_collapse():
+    """A scripted run against target 30: effort 1 until an episode scores 30, the floor after it, all of
+    it again after the collapse to 12, the floor once it scores 30 again."""
+    scores = [3.0, 18.0, 30.0, 36.5, 37.0, 12.0, 29.9, 30.0]
+    efforts = [learning_effort(scores[:end], 30.0, 100, 0.05, 10, 0.0) for end in range(len(scores) + 1)]
+    assert efforts == [1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 1.0, 1.0, 0.05]
+
+
+def test_learning_effort_without_a_target_waits_for_a_plateau_by_hand():
+    """Window 2, patience 2, margin 1. Scores 0, 10, 20, 21, 21.5, 20.5, 30: trailing averages 0, 5, 15,
+    20.5, 21.25, 21, 25.25; their best so far 0, 5, 15, 20.5, 21.25, 21.25, 25.25."""
+    scores = [0.0, 10.0, 20.0, 21.0, 21.5, 20.5, 30.0]
+    efforts = [learning_effort(scores[:end], None, 2, 0.1, 2, 1.0) for end in range(1, len(scores) + 1)]
+    # After 5 episodes the best rose 21.25 - 15 = 6.25 in 2 episodes: still rising. After 6: 21.25 - 20.5
+    # = 0.75 <= 1, and the last score 20.5 is within 1 of 21.25: a plateau. After 7: the best rose
+    # 25.25 - 20.5 = 4.75: rising again.
+    assert efforts == [1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 1.0]
+    assert learning_effort(scores[:5] + [19.0], None, 2, 0.1, 2, 1.0) == 1.0  # 19 fell more than 1 below 21.25
 
 
 def filled_buffer(n=512, seed=0):

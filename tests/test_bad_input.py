@@ -127,7 +127,8 @@ CASES = [
     ("resume a checkpoint with a bad generator state", run_(lambda r: edit_newest_checkpoint(r, lambda p: p | {"rng": {"x": 1}})),
      ["train", "--resume", "{P}", "train.episodes=3"], "damaged random-generator state"),
     ("evaluate a text file", folder({"x.pt": "hello"}), ["evaluate", "{P}/x.pt"], "truncated or corrupt checkpoint"),
-    ("evaluate a run without checkpoints", run_(lambda r: shutil.rmtree(r / "checkpoints")), ["evaluate", "{P}"],
+    ("evaluate a run without checkpoints or policy", run_(lambda r: (shutil.rmtree(r / "checkpoints"), (r / "policy.pt").unlink())),
+     ["evaluate", "{P}"],
      "no checkpoint yet"),
     # -- metrics and config files
     ("plot a damaged metrics header", run_(lambda r: (r / "metrics.csv").write_text(

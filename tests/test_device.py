@@ -50,10 +50,10 @@ def test_nothing_is_read_back_to_python_while_updates_run(tmp_path, monkeypatch)
         monkeypatch.setattr(torch.Tensor, name, forbidden(name))
     learn = Trainer._learn
 
-    def watched(self):
+    def watched(self, *args):
         updating.append(True)
         try:
-            learn(self)
+            learn(self, *args)
         finally:
             updating.clear()
     monkeypatch.setattr(Trainer, "_learn", watched)

@@ -4,76 +4,59 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, agent_from_checkpoint, resolve_checkpoint
-from .config import ConfigError, load_config
+from . import api
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from .config import ConfigError, EnvConfig, load_config
 from .envs.factory import make_env
 from .evaluation import EVAL_EPISODES, EVAL_SEED, run_policy
-from .rundir import run_config
-from .trainer import Trainer, TrainingError
-
-
-def _loaded_agent(target: str, render_mode: str | None = None, num_envs: int | None = None):
-    path, payload = resolve_checkpoint(target)
-    config = load_config(base=payload["config"])
-    env = make_env(config.env, render_mode=render_mode, num_envs=num_envs)
-    agent = agent_from_checkpoint(payload, env, path)
-    return path, payload, env, agent
+from .policy import POLICY_FILE, POLICY_FORMAT, Policy
+from .rundir import checkpoint_files, run_config
+from .trainer import TrainingError
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .plot import plot_run
-
-    overrides = list(args.overrides)
-    if args.seed is not None:
-        overrides.append(f"train.seed={args.seed}")
-    if args.device is not None:
-        overrides.append(f"train.device={args.device}")
-    # A budget flag given alone is the run's only budget (on --resume too: it replaces the old one).
-    if args.episodes is not None:
-        overrides += [f"train.episodes={args.episodes}"] + (["train.steps=none"] if args.steps is None else [])
-    if args.steps is not None:
-        overrides += [f"train.steps={args.steps}"] + (["train.episodes=none"] if args.episodes is None else [])
     if args.resume:
         for flag, value in (("--config", args.config), ("--run-dir", args.run_dir)):
             if value:
                 raise ConfigError(f"{flag}: cannot be used with --resume (a resumed run keeps its folder and "
                                   "config; change single keys as section.key=value)")
-        trainer = Trainer.resume(Path(args.resume), overrides)
-    else:
-        config = load_config(args.config, overrides)
-        trainer = Trainer(config, Path(args.run_dir) if args.run_dir else None)
-    config, run_dir = trainer.config, trainer.run_dir
-    start = time.perf_counter()
-    solved = trainer.train(progress=not args.quiet)
-    elapsed = time.perf_counter() - start
-    scores = trainer.mean_scores
-    plot_run(run_dir, target=config.train.target_score, window=config.train.window, solved_at=solved)
-    last = f"last episode {scores[-1]:.2f}, trailing average {np.mean(scores[-config.train.window:]):.2f}" if scores else "no episode"
-    outcome = f"solved at episode {solved}" if solved else f"not solved in {trainer.episode} episodes"
-    print(f"{outcome}; {last}; {elapsed:.0f} s this session; run directory: {run_dir}")
+    api.train(args.config, overrides=args.overrides, episodes=args.episodes, steps=args.steps, seed=args.seed,
+              device=args.device, run_dir=args.run_dir, resume=args.resume, progress=not args.quiet)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    path, payload, env, agent = _loaded_agent(args.target, num_envs=args.envs)
-    scores = run_policy(env, agent.act, args.episodes, args.seed)
+    path, policy, env = _policy(args.target)
+    scores = api.evaluate(policy, env, episodes=args.episodes, seed=args.seed, num_envs=args.envs)
     per_episode = scores.mean(axis=1)
-    print(f"{path} (episode {payload['episode']}): deterministic policy, {args.episodes} episode(s) x "
-          f"{env.num_envs} env(s): mean {per_episode.mean():.2f} +- {per_episode.std():.2f} over episodes; "
-          f"over all envs: min {scores.min():.2f}, median {np.median(scores):.2f}, max {scores.max():.2f}")
+    print(f"{path}: deterministic policy, {args.episodes} episode(s) x {scores.shape[1]} env(s): mean "
+          f"{per_episode.mean():.2f} +- {per_episode.std():.2f} over episodes; over all envs: min {scores.min():.2f}, "
+          f"median {np.median(scores):.2f}, max {scores.max():.2f}")
+
+
+def _policy(target: str) -> tuple[str, Policy, EnvConfig | str]:
+    """The policy of a run directory (its newest checkpoint), checkpoint or policy file, what it was read
+    from, and its environment (a run's as configured; a policy file's id)."""
+    path = Path(target)
+    if path.is_dir() and not checkpoint_files(path) or path.is_file() and load_checkpoint(path).get("format") == POLICY_FORMAT:
+        policy = Policy.load(path)
+        return str(path / POLICY_FILE if path.is_dir() else path), policy, policy.env_id
+    checkpoint, payload = resolve_checkpoint(path)
+    return (f"{checkpoint} (episode {payload['episode']})", Policy.load(checkpoint),
+            load_config(base=payload["config"]).env)
 
 
 def _watch(args: argparse.Namespace) -> None:
     from .video import check_video_path, describe_video, show_overlay, write_video
     check_video_path(args.out)
-    path, _, env, agent = _loaded_agent(args.target, render_mode="rgb_array", num_envs=args.envs)
+    path, policy, env = _policy(args.target)
+    env = make_env(env, render_mode="rgb_array", num_envs=args.envs)
     show_overlay(env)
     frames: list = []
-    scores = run_policy(env, agent.act, 1, args.seed, frames)
+    scores = run_policy(env, policy, 1, args.seed, frames)
     fps = env.metadata.get("render_fps") or 30
     print(f"{path}: score {scores.mean():.2f}; {describe_video(write_video(frames, args.out, fps), frames)}")
     env.close()
@@ -109,6 +92,14 @@ def _compare(args: argparse.Namespace) -> None:
     sweep = len(paths) == 1 and not is_run(paths[0])
     out = Path(args.out) if args.out else paths[0] / "compare.png" if sweep else Path("compare.png")
     print(f"plot: {plot_comparison(groups, out)}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import check_out, export
+    out = Path(args.out)
+    check_out(out, args.format)  # before anything is read
+    path, policy, _ = _policy(args.target)
+    print(f"{path}: {policy} -> {export(policy, out, args.format)} ({args.format})")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -242,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "folder when a single sweep folder is given)")
     compare.add_argument("--csv", metavar="FILE.csv", help="also write the table as CSV")
     compare.set_defaults(func=_compare)
+
+    export = sub.add_parser("export", help="write a trained policy for other programs (ONNX, torch.export)",
+                            description="Write the deterministic actor of a run (its newest checkpoint), a checkpoint "
+                            "or a policy file, alone: normalization included, output scaled to the action bounds, "
+                            "any batch size. onnx needs pip install 'ddpg[export]'. See docs/api.md.")
+    export.add_argument("target", metavar="RUN_DIR_OR_POLICY")
+    export.add_argument("--format", required=True, metavar="onnx|pt2", help="onnx (any ONNX runtime) or pt2 "
+                        "(torch.export: torch.export.load(FILE).module())")
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.set_defaults(func=_export)
 
     demo = sub.add_parser("demo", help="run a scripted controller on Reacher and print its score")
     demo.add_argument("--arms", type=_count, default=20, help="number of arms (default 20)")

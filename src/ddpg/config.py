@@ -69,6 +69,18 @@ class AgentConfig:
         "Act uniformly at random during warm-up (as SB3 and CleanRL); false: the actor plus its noise.")
     learn_every: int = setting(10, "Learn every this many steps...")
     updates_per_learn: int = setting(10, "...with this many updates each time.")
+    effort: Literal["constant", "score"] = setting("constant",
+        "Learning effort per episode: constant (every update above), or score: effort_floor of the updates after "
+        "an episode that scores at least train.target_score, all of them again after one that does not; with no "
+        "target, effort_floor once the trailing average has stopped rising (effort_patience, effort_margin).")
+    effort_floor: float = setting(0.01,
+        "The fraction of the updates run while the effort is low (score schedule); spread evenly over the episode.")
+    effort_patience: int = setting(10,
+        "With no target: episodes without the trailing average beating its best by more than effort_margin "
+        "before the effort goes low.")
+    effort_margin: float = setting(0.0,
+        "With no target: how far (in score) the last episode may fall below the best trailing average before "
+        "the effort comes back; and the least rise that counts as one.")
     critic_grad_clip: float = setting(1.0, "Maximum gradient norm of the critic (0: no clipping).")
     actor_grad_clip: float = setting(0.0, "Maximum gradient norm of the actor (0: no clipping).")
     twin_critics: bool = setting(False,
@@ -263,6 +275,9 @@ def validate(config: Config) -> Config:
     for key in ("target_noise", "target_noise_clip"):
         _require(getattr(a, key) >= 0, f"agent.{key}: must be >= 0, got {getattr(a, key)}")
     _require(a.policy_delay >= 1, f"agent.policy_delay: must be at least 1, got {a.policy_delay}")
+    _require(0 < a.effort_floor <= 1, f"agent.effort_floor: must be in (0, 1], got {a.effort_floor}")
+    _require(a.effort_patience >= 1, f"agent.effort_patience: must be at least 1, got {a.effort_patience}")
+    _require(a.effort_margin >= 0, f"agent.effort_margin: must be >= 0, got {a.effort_margin}")
     _require(a.n_step >= 1, f"agent.n_step: must be at least 1, got {a.n_step}")
     _require(n.sigma >= 0, f"noise.sigma: must be >= 0, got {n.sigma}")
     _require(0 <= n.theta <= 1, f"noise.theta: must be in [0, 1], got {n.theta}")

@@ -33,6 +33,7 @@ class Actor(nn.Module):
                  hidden: list[int], batch_norm: bool = True, activation: str = "leaky_relu",
                  layer_norm: bool = False):
         super().__init__()
+        self.obs_dim = obs_dim
         layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
         sizes = [obs_dim, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):

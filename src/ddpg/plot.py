@@ -75,7 +75,13 @@ def plot_diagnostics(metrics: dict[str, np.ndarray], out: Path, ceiling: float |
         if column == "q" and ceiling is not None and math.isfinite(ceiling):
             ax.axhline(ceiling, color="C3", ls="--", lw=1, label=f"largest possible ({ceiling:g})")
             ax.legend(loc="lower right", fontsize=8)
-    axes.flat[-1].axis("off")
+    # The learning effort: updates per episode, from the running count (agent.effort lowers it).
+    ax = axes.flat[-1]
+    ax.set_title("updates per episode (learning effort)", fontsize=10)
+    ax.set_xlabel("episode")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.plot(metrics["episode"], np.diff(metrics["updates"], prepend=0.0), lw=1.2, color="C0")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

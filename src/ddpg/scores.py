@@ -1,4 +1,5 @@
-"""Episode scores: the trailing average and the solve criterion (the course's definitions)."""
+"""Episode scores: the trailing average and the solve criterion (the course's definitions), and the
+learning effort they call for."""
 
 from __future__ import annotations
 
@@ -16,3 +17,21 @@ def solved_episode(scores: list[float], window: int, target: float) -> int | Non
         if np.mean(scores[end - window:end]) >= target:
             return end
     return None
+
+
+def learning_effort(scores: list[float], target: float | None, window: int, floor: float, patience: int,
+                    margin: float) -> float:
+    """The fraction of the configured updates to run in the next episode, from the episodes' scores so
+    far (the score schedule). With a target: `floor` after an episode that scored at least the target,
+    1 after one that did not, so that a collapse brings the whole effort back at once. With none:
+    `floor` once the trailing average has not beaten its best by more than `margin` for `patience`
+    episodes and the last episode scored within `margin` of that best; else 1."""
+    if not scores:
+        return 1.0
+    if target is not None:
+        return floor if scores[-1] >= target else 1.0
+    averages = np.array([np.mean(scores[max(0, end - window):end]) for end in range(1, len(scores) + 1)])
+    best = np.maximum.accumulate(averages)
+    if len(scores) <= patience or best[-1] - best[-1 - patience] > margin:
+        return 1.0
+    return floor if scores[-1] >= best[-1] - margin else 1.0

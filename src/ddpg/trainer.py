@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -24,14 +25,15 @@ from tqdm import tqdm
 from . import resume as resuming
 from .agent import DDPG
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, agent_from_checkpoint, write_checkpoint
-from .config import Config, ConfigError, first_line, warnings_for
-from .envs.factory import make_env
+from .config import Config, ConfigError, EnvConfig, first_line, warnings_for
+from .envs.factory import EnvSource, env_name, make_env
 from .evaluation import EVAL_SEED_OFFSET, episode_seed, run_policy
 from .noise import Noise, noise_scale
+from .policy import POLICY_FILE, Policy
 from .replay import NStepReturns, PrioritizedReplayBuffer, ReplayBuffer
 from .resources import check_run_memory, device, torch_threads
 from .rundir import BEST_CHECKPOINT, claim_default, claim_new, contents, write_config_file, write_outcome
-from .scores import solved_episode, trailing_average
+from .scores import learning_effort, solved_episode, trailing_average
 from .tracking import METRICS_FILE, Tracker, repair_metrics, score_columns
 
 
@@ -44,12 +46,15 @@ class TrainingError(RuntimeError):
 
 class Trainer:
     """One run: `Trainer(config, run_dir)` starts a new one (run_dir missing or empty; None: a new
-    runs/<env>-<time> folder); `Trainer.resume(run_dir)` continues one from its newest checkpoint."""
+    runs/<env>-<time> folder); `Trainer.resume(run_dir)` continues one from its newest checkpoint.
+    `env` (an Env, a VectorEnv, or a callable that makes one) replaces config.env.id; the run records
+    its name as env.id."""
 
-    def __init__(self, config: Config, run_dir: Path | None = None, *, runs_root: Path = Path("runs")):
+    def __init__(self, config: Config, run_dir: Path | None = None, *, runs_root: Path = Path("runs"),
+                 env: EnvSource | None = None):
         if run_dir is not None and contents(run_dir):
             claim_new(run_dir)  # refuses, saying why, before anything is built
-        self._build(config, strict_device=True)
+        self._build(config, strict_device=True, env=env)
         try:
             if run_dir is None:
                 self.run_dir, self._lock = claim_default(runs_root, config.env.id.split("/")[-1].lower())
@@ -60,13 +65,14 @@ class Trainer:
             raise
 
     @classmethod
-    def resume(cls, run_dir: Path, overrides: list[str] = ()) -> Trainer:
-        """Continue a run where resume.plan says, with `overrides` applied to its config."""
+    def resume(cls, run_dir: Path, overrides: list[str] = (), env: EnvSource | None = None) -> Trainer:
+        """Continue a run where resume.plan says, with `overrides` applied to its config (and `env`,
+        for a run made on an environment passed as an object)."""
         plan = resuming.plan(run_dir, overrides)
         try:
             self = cls.__new__(cls)
             # The saved device is where the run was made: absent here, the run goes on on the CPU.
-            self._build(plan.config, strict_device="train.device" in plan.changes)
+            self._build(plan.config, strict_device="train.device" in plan.changes, env=env)
             self.run_dir, self._lock = run_dir, plan.lock
             if plan.payload:
                 self._load(plan.checkpoint, plan.payload)
@@ -77,15 +83,24 @@ class Trainer:
         print(plan.describe(run_dir))
         return self
 
-    def _build(self, config: Config, strict_device: bool) -> None:
+    def _build(self, config: Config, strict_device: bool, env: EnvSource | None = None) -> None:
         self.config = c = config
         if c.train.wandb and importlib.util.find_spec("wandb") is None:
             raise ConfigError("train.wandb: wandb is not installed; pip install 'ddpg[wandb]'")
-        self.env = make_env(c.env)
+        source = c.env if env is None else env
+        evaluates = c.train.eval_every or c.train.eval_every_steps
+        if evaluates and isinstance(source, (gym.Env, gym.vector.VectorEnv)):
+            raise ConfigError("train.eval_every: evaluating as it trains needs an environment of its own; "
+                              "pass env as a callable that makes one")
+        # A callable is made env.num_envs times; an Env instance is one environment, a VectorEnv its own.
+        count = None if isinstance(source, (gym.Env, gym.vector.VectorEnv)) else c.env.num_envs
+        self.env = make_env(source, num_envs=count)
+        if env is not None:  # the run records what it trains on
+            c.env = EnvConfig(id=env_name(env, self.env), num_envs=self.env.num_envs)
         self.eval_env = None
         try:
-            if c.train.eval_every or c.train.eval_every_steps:
-                self.eval_env = make_env(c.env)  # its own instance: evaluating never disturbs training
+            if evaluates:
+                self.eval_env = make_env(source, num_envs=count)  # its own: evaluating never disturbs training
             self._build_learner(c, device(c.train.device, strict_device))
         except BaseException:
             self.close_envs()
@@ -187,16 +202,20 @@ class Trainer:
                                 f"(episode {self.episode + 1})")
         return np.clip(actions + noise, self.low, self.high)
 
-    def _learn(self) -> None:
-        """`updates_per_learn` updates. The last one's losses and Q stay where they were computed, in
-        the episode's record with the step and the update count: nothing is read back to Python while
-        the updates run (on a GPU that would wait for each update to finish)."""
+    def _learn(self, effort: float) -> None:
+        """`effort` x `updates_per_learn` updates, the fraction carried over from call to call (so that a
+        low effort spreads its updates evenly over the episode). The last update's losses and Q stay
+        where they were computed, in the episode's record with the step and the update count: nothing
+        is read back to Python while the updates run (on a GPU that would wait for each update)."""
         a = self.config.agent
-        for _ in range(a.updates_per_learn):
+        self._credit += effort * a.updates_per_learn
+        count = int(self._credit)
+        self._credit -= count
+        for _ in range(count):
             batch = self.buffer.sample(a.batch_size)
             out = self.agent.learn(batch)
             self.buffer.update_priorities(batch.indices, out["td_error"])
-        if a.updates_per_learn:
+        if count:
             self._record.append((self.steps, self.agent.updates, torch.stack([out[k] for k in LOSSES])))
 
     def _losses(self) -> dict[str, float]:
@@ -229,11 +248,14 @@ class Trainer:
         c = self.config
         trailing = trailing_average(self.mean_scores, c.train.window) if self.scores else None
         scale = noise_scale(c.noise, self.episode, trailing, c.train.target_score)
+        a = c.agent
+        effort = 1.0 if a.effort == "constant" else learning_effort(
+            self.mean_scores, c.train.target_score, c.train.window, a.effort_floor, a.effort_patience, a.effort_margin)
         obs, _ = self.env.reset(seed=episode_seed(c.train.seed, self.episode))
         self.noise.reset()
         active = np.ones(self.num_envs, bool)
         scores = np.zeros(self.num_envs)
-        self._record = []
+        self._record, self._credit = [], 0.0
         while active.any():
             actions = self._actions(obs, scale)
             next_obs, rewards, terminated, truncated, _ = self.env.step(actions.astype(np.float32))
@@ -244,7 +266,7 @@ class Trainer:
             self.steps += 1
             if (self.steps > c.agent.warmup_steps and self.steps % c.agent.learn_every == 0
                     and len(self.buffer) >= c.agent.batch_size):
-                self._learn()
+                self._learn(effort)
             obs = next_obs
         return scores, {"noise_scale": scale, **self._losses()}
 
@@ -334,12 +356,14 @@ class Trainer:
                     bar.set_postfix(score=f"{row['score']:.2f}", avg=f"{row['trailing_avg']:.2f}",
                                     steps_s=f"{row['steps_per_s']:.0f}")
                     checkpoint = None
-                    if self.solved_at or self.episode % c.checkpoint_every == 0 or self.budget_spent() \
-                            or self._stop_requested:
+                    ends = bool(self.solved_at or self.budget_spent() or self._stop_requested)  # this session
+                    if ends or self.episode % c.checkpoint_every == 0:
                         now = time.perf_counter()
                         self.wall_seconds += now - session
                         session = now
                         checkpoint = self.save()
+                    if ends:  # the trained policy alone, kilobytes, beside the checkpoints
+                        Policy.from_agent(self.agent, self.config.env.id).save(self.run_dir / POLICY_FILE)
                     if on_episode is not None:
                         on_episode(row, checkpoint)
                     if self._stop_requested:

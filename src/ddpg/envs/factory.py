@@ -39,6 +39,18 @@ def _from_id(config: EnvConfig, render_mode: str | None, n: int) -> gym.vector.V
         raise ConfigError(f"env.kwargs: {config.id} refused {config.kwargs}: {first_line(err)}") from None
 
 
+def env_name(source: EnvSource, env: gym.vector.VectorEnv) -> str:
+    """What a run records as its env.id: the Gymnasium id; for an environment given as an object (or
+    made by a callable), its registered id where it has one, else its class's name."""
+    if isinstance(source, EnvConfig):
+        return source.id
+    if isinstance(source, str):
+        return source
+    inner = env.envs[0] if isinstance(env, gym.vector.SyncVectorEnv) else env
+    spec = getattr(inner, "spec", None)
+    return spec.id if spec is not None else type(getattr(inner, "unwrapped", inner)).__name__
+
+
 def _from_object(source: Any, n: int) -> gym.vector.VectorEnv:
     """A VectorEnv as it is; an Env (one environment) or a callable that makes either."""
     if isinstance(source, gym.vector.VectorEnv):
@@ -58,16 +70,16 @@ def _from_object(source: Any, n: int) -> gym.vector.VectorEnv:
 
 def make_env(source: EnvSource, render_mode: str | None = None, num_envs: int | None = None) -> gym.vector.VectorEnv:
     """A vector env with next-step autoreset from `source`: an EnvConfig or a Gymnasium id (the
-    natively batched env where one is registered, else a SyncVectorEnv of `num_envs`), a VectorEnv,
-    an Env, or a callable that makes either. Reset and stepped once (and rendered, if asked), so that
+    natively batched env where one is registered, else a SyncVectorEnv; of `num_envs` environments,
+    default the config's, or 1 for an id), a VectorEnv, an Env, or a callable that makes either. Reset and stepped once (and rendered, if asked), so that
     a bad setting fails here, in one line."""
-    config = EnvConfig(id=source) if isinstance(source, str) else source
-    name = config.id if isinstance(config, EnvConfig) else type(source).__name__
+    config = EnvConfig(id=source, num_envs=1) if isinstance(source, str) else source
     n = num_envs or (config.num_envs if isinstance(config, EnvConfig) else 1)
     if isinstance(config, EnvConfig):
         env = _from_id(config, render_mode, n)
     else:
         env = _from_object(source, n)
+    name = env_name(config, env)
     try:
         check_spaces(env, name)
         env.reset(seed=0)  # every episode resets with its own seed, so this leaves no trace
