@@ -159,10 +159,12 @@ def test_config_file_and_overrides_layer(tmp_path):
 
 
 def test_built_in_defaults_are_the_tuned_reacher_config():
-    # The same settings; only compiling the update, a speed choice with a start-up cost, is the
-    # shipped config's alone (short runs and tests start at once without it).
-    assert load_config() == load_config("configs/reacher.toml", ["agent.compile=false"])
-    assert load_config("configs/reacher.toml").agent.compile
+    # The same settings, but for two that are the shipped config's alone: compiling the update, a speed
+    # choice with a start-up cost (short runs and tests start at once without it), and the learning
+    # effort's score schedule, measured on this task's target only (other tasks keep every update).
+    assert load_config() == load_config("configs/reacher.toml", ["agent.compile=false", "agent.effort=constant"])
+    shipped = load_config("configs/reacher.toml").agent
+    assert shipped.compile and shipped.effort == "score"
 
 
 def test_shipped_configs_load():

