@@ -162,7 +162,8 @@ def test_built_in_defaults_are_the_tuned_reacher_config():
     # The same settings, but for two that are the shipped config's alone: compiling the update, a speed
     # choice with a start-up cost (short runs and tests start at once without it), and the learning
     # effort's score schedule, measured on this task's target only (other tasks keep every update).
-    assert load_config() == load_config("configs/reacher.toml", ["agent.compile=false", "agent.effort=constant"])
+    own = ["agent.compile=false", "agent.effort=constant", "agent.effort_score=none"]
+    assert load_config() == load_config("configs/reacher.toml", own)
     shipped = load_config("configs/reacher.toml").agent
     assert shipped.compile and shipped.effort == "score"
 

@@ -207,11 +207,13 @@ def test_updates_per_episode_follow_the_learning_effort(tmp_path):
     """Countdown (20 envs): 5 steps an episode, every one scoring 5 = the target. Learning every step, 10
     updates a time: 50 updates in the first episode, at full effort; then at 0.2 of it, 2 a step: 10; at
     0.05, 0.5 a step, the fraction carried over: 2 (at steps 2 and 4); at 0.06, 0.6 a step: 3 (at steps 2,
-    4 and 5, where five sums of 0.6 fall an ulp short of 3)."""
-    for floor, per_episode in ((0.2, 10), (0.05, 2), (0.06, 3)):
+    4 and 5, where five sums of 0.6 fall an ulp short of 3). With agent.effort_score=5.5 above the
+    target, no episode reaches it: every update, every episode."""
+    cases = ((0.2, [], 10), (0.05, [], 2), (0.06, [], 3), (0.2, ["agent.effort_score=5.5"], 50))
+    for number, (floor, extra, per_episode) in enumerate(cases):
         trainer = Trainer(config("env.id=test/Countdown-v0", "agent.learn_every=1", "agent.updates_per_learn=10",
                                  "agent.effort=score", f"agent.effort_floor={floor}", "train.target_score=5",
-                                 "train.window=100", "train.episodes=3"), tmp_path / str(floor))
+                                 "train.window=100", "train.episodes=3", *extra), tmp_path / str(number))
         trainer.train(progress=False)
-        updates = read_metrics(tmp_path / str(floor) / "metrics.csv")["updates"]
+        updates = read_metrics(tmp_path / str(number) / "metrics.csv")["updates"]
         assert np.diff(updates, prepend=0).tolist() == [50, per_episode, per_episode]

@@ -71,8 +71,12 @@ class AgentConfig:
     updates_per_learn: int = setting(10, "...with this many updates each time.")
     effort: Literal["constant", "score"] = setting("constant",
         "Learning effort per episode: constant (every update above), or score: effort_floor of the updates after "
-        "an episode that scores at least train.target_score, all of them again after one that does not; with no "
-        "target, effort_floor once the trailing average has stopped rising (effort_patience, effort_margin).")
+        "an episode that scores at least effort_score, all of them again after one that does not; with neither "
+        "it nor train.target_score, effort_floor once the trailing average has stopped rising (effort_patience, "
+        "effort_margin).")
+    effort_score: float | None = setting(None,
+        "The episode score from which the effort is low (score schedule); none: train.target_score. Above the "
+        "target, it keeps learning until episodes score what the solved agent should hold.")
     effort_floor: float = setting(0.01,
         "The fraction of the updates run while the effort is low (score schedule); spread evenly over the episode.")
     effort_patience: int = setting(10,

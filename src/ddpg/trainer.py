@@ -250,7 +250,8 @@ class Trainer:
         scale = noise_scale(c.noise, self.episode, trailing, c.train.target_score)
         a = c.agent
         effort = 1.0 if a.effort == "constant" else learning_effort(
-            self.mean_scores, c.train.target_score, c.train.window, a.effort_floor, a.effort_patience, a.effort_margin)
+            self.mean_scores, c.train.target_score if a.effort_score is None else a.effort_score, c.train.window,
+            a.effort_floor, a.effort_patience, a.effort_margin)
         obs, _ = self.env.reset(seed=episode_seed(c.train.seed, self.episode))
         self.noise.reset()
         active = np.ones(self.num_envs, bool)
