@@ -53,12 +53,13 @@ def export(policy: Policy, path: str | Path, format: str) -> Path:
     level = quiet.level
     try:
         quiet.setLevel(logging.ERROR)
-        warnings.simplefilter("ignore", FutureWarning)
-        if format == "pt2":
-            torch.export.save(torch.export.export(policy.actor, example, dynamic_shapes=dynamic), tmp)
-        else:
-            torch.onnx.export(policy.actor, example, tmp, dynamo=True, input_names=["obs"], output_names=["action"],
-                              dynamic_shapes=dynamic, verbose=False)
+        with warnings.catch_warnings():  # put back after: the caller's filters stay the caller's
+            warnings.simplefilter("ignore", FutureWarning)
+            if format == "pt2":
+                torch.export.save(torch.export.export(policy.actor, example, dynamic_shapes=dynamic), tmp)
+            else:
+                torch.onnx.export(policy.actor, example, tmp, dynamo=True, input_names=["obs"],
+                                  output_names=["action"], dynamic_shapes=dynamic, verbose=False)
         os.replace(tmp, path)
     finally:
         quiet.setLevel(level)
