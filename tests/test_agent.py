@@ -297,6 +297,19 @@ def test_the_actor_step_leaves_the_critics_batch_norm_statistics_alone():
     assert agent.critic.training
 
 
+@pytest.mark.slow
+def test_many_agents_compile_in_one_process():
+    """Dynamo guards compiled graphs on the agent and keeps a limited number per code object (8; here
+    2): each agent's update has its own, so a process can make agent after agent (a notebook, a
+    sweep's worker). Before, the third agent here failed with FailOnRecompileLimitHit."""
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for seed in range(3):
+            agent = _agent(False, seed=seed, compile=True)
+            for batch in _batches(2):
+                agent.learn(batch)
+            assert agent._compiled_update is not None and agent.updates == 2
+
+
 def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
     eager, compiled = _agent(False), _agent(False)
 

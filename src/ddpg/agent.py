@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -189,7 +190,11 @@ class DDPG:
         self._actor_loss = torch.zeros((), device=self.device)  # the latest actor update's (policy_delay > 1)
         # On a GPU the compiled update runs as a CUDA graph: one launch for the whole update.
         self._graph = c.compile and self.device.type == "cuda"
-        self._compiled_update = torch.compile(self._update, fullgraph=True, dynamic=False,
+        # Dynamo keeps at most torch._dynamo.config.recompile_limit (8) graphs per code object, each guarded
+        # on `self`: the ninth agent compiled in one process (a notebook, a sweep's reused worker) failed.
+        # A copy of the update's code for each agent keeps each agent's graphs (one or two) its own.
+        own = types.FunctionType(DDPG._update.__code__.replace(), globals(), "_update").__get__(self)
+        self._compiled_update = torch.compile(own, fullgraph=True, dynamic=False,
                                               mode="reduce-overhead" if self._graph else None) if c.compile else None
         self.updates = 0
         # Switching modes walks every module, a quarter of an episode's acting: only batch norm needs it.
