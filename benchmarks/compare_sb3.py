@@ -14,7 +14,7 @@ seed and summarized; then, for Pendulum, our learner's updates/s against a plain
 loop of the same shapes (the ceiling).
 
 Run: pip install 'ddpg[bench]'; python benchmarks/compare_sb3.py [--task InvertedPendulum-v5] [--algo td3] [--seeds 3]
-     [--threads 1]
+     [--first-seed 0] [--threads 1]
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--task", choices=list(TASKS), default="Pendulum-v1")
     parser.add_argument("--algo", choices=list(BASES), default="ddpg")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed, first-seed + 1, ...: a long comparison split over processes or machines")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     args = parser.parse_args()
     # Set once for both: our trainer sets train.threads for the whole process, so without this SB3's
@@ -153,7 +155,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"{args.task}, {args.algo}: {TASKS[args.task][0]:,} steps, {args.seeds} seeds", flush=True)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         sb3_s, sb3_r = run_sb3(args.task, seed, args.algo)
         our_s, our_r = run_ours(args.task, seed, args.threads, args.algo)
         rows.append((sb3_s, sb3_r, our_s, our_r))

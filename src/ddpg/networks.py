@@ -44,7 +44,12 @@ class Actor(nn.Module):
         self.register_buffer("action_centre", (action_high + action_low) / 2)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.action_centre + self.action_scale * self.body(obs)
+        # Each layer's forward called directly: nn.Module's call machinery (hooks, none here) costs a few
+        # microseconds a layer, about half of acting for 20 arms at a step (126 against 62-90 us).
+        x = obs
+        for layer in self.body:
+            x = layer.forward(x)
+        return self.action_centre + self.action_scale * x
 
 
 class Critic(nn.Module):
