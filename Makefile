@@ -35,6 +35,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/reacher_calibration.py
 	$(BIN)/python benchmarks/replay_speed.py
 	$(BIN)/python benchmarks/compare_sb3.py
+	$(BIN)/python benchmarks/reacher_minute.py
 	$(BIN)/python benchmarks/learner_speed.py
 	$(BIN)/python benchmarks/update_floor.py
 	$(BIN)/python benchmarks/update_floor.py --threads 2
