@@ -5,8 +5,9 @@ Each seed runs `ddpg train --config configs/reacher.toml --seed S --quiet` in a 
 so that its time includes start-up and compiling as a user's would; the compile cache is whatever the
 machine has (--cold: an empty one for each seed). Per seed: the solve episode, the trailing average
 at the end, the lowest of the last 20 episodes, the first episodes at 30 and at 35, the episodes at
-full learning effort, the updates, the command's wall time, and the median seconds of a full and of a
-light episode (the first, which waits for the compiler, left out). Overrides after the options go to every run (e.g. agent.actor_lr=2e-3).
+full learning effort, the updates, the command's wall time, and the median seconds of a full episode
+(leaving out the first, which waits for the compiler) and of a light one. Overrides after the options
+go to every run (e.g. agent.actor_lr=2e-3).
 
 Run: python benchmarks/reacher_minute.py [--seeds 0 1 2 3 4] [--cold] [--keep DIR] [key=value ...]
 """
@@ -36,12 +37,12 @@ def summarize(run_dir: Path, wall: float) -> dict:
     full = max(per_episode)
     seconds = [float(r["seconds"]) for r in rows]
     light = [s for s, n in zip(seconds, per_episode) if n < full / 2]
+    later_full = [s for s, n in zip(seconds[1:], per_episode[1:]) if n >= full / 2]
     first = lambda level: next((i + 1 for i, s in enumerate(scores) if s >= level), None)  # noqa: E731
     return {"solved at": outcome.get("solved_at"), "trailing avg": round(float(rows[-1]["trailing_avg"]), 2),
             "lowest of last 20": round(min(scores[-20:]), 1), "first >= 30": first(30), "first >= 35": first(35),
             "full-effort episodes": len(rows) - len(light), "updates": updates[-1], "command s": round(wall, 1),
-            # the first episode waits for the compiler
-            "full s (median)": round(statistics.median([s for s, n in zip(seconds[1:], per_episode[1:]) if n >= full / 2]), 2),
+            "full s (median)": round(statistics.median(later_full), 2) if later_full else None,
             "light s (median)": round(statistics.median(light), 3) if light else None}
 
 
