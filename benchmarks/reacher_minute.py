@@ -37,7 +37,8 @@ def summarize(run_dir: Path, wall: float) -> dict:
     full = per_episode >= per_episode.max() / 2
     first = lambda level: int(np.argmax(scores >= level)) + 1 if (scores >= level).any() else None  # noqa: E731
     return {"solved at": (read_outcome(run_dir) or {}).get("solved_at"),
-            "trailing avg": round(float(m["trailing_avg"][-1]), 2), "lowest of last 20": round(float(scores[-20:].min()), 1),
+            "trailing avg": round(float(m["trailing_avg"][-1]), 2),
+            "lowest of last 20": round(float(scores[-20:].min()), 1),
             "first >= 30": first(30), "first >= 35": first(35), "full-effort episodes": int(full.sum()),
             "updates": int(m["updates"][-1]), "command s": round(wall, 1),
             # the first episode waits for the compiler
