@@ -159,13 +159,15 @@ def test_config_file_and_overrides_layer(tmp_path):
 
 
 def test_built_in_defaults_are_the_tuned_reacher_config():
-    # The same settings, but for two that are the shipped config's alone: compiling the update, a speed
+    # The same settings, but for three that are the shipped config's alone: compiling the update, a speed
     # choice with a start-up cost (short runs and tests start at once without it), and the learning
-    # effort's score schedule, measured on this task's target only (other tasks keep every update).
-    own = ["agent.compile=false", "agent.effort=constant", "agent.effort_score=none"]
+    # effort's and the noise's score schedules, measured on this task's target only (other tasks keep
+    # every update and constant noise).
+    own = ["agent.compile=false", "agent.effort=constant", "agent.effort_score=none", "noise.schedule=constant",
+           "noise.floor=0"]
     assert load_config() == load_config("configs/reacher.toml", own)
-    shipped = load_config("configs/reacher.toml").agent
-    assert shipped.compile and shipped.effort == "score"
+    shipped = load_config("configs/reacher.toml")
+    assert shipped.agent.compile and shipped.agent.effort == "score" and shipped.noise.schedule == "score"
 
 
 def test_shipped_configs_load():
