@@ -1,16 +1,18 @@
 """DDPG's math against hand-computed values, and the update's gradient and target discipline."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from ddpg.agent import DDPG, SoftUpdate, td_target
-from ddpg.config import AgentConfig, NoiseConfig
+from ddpg.config import AgentConfig, NoiseConfig, load_config
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
 from ddpg.replay import Batch, ReplayBuffer
+from ddpg.resources import torch_threads
 from ddpg.scores import learning_effort, solved_episode, trailing_average
 
 
@@ -239,14 +241,14 @@ class Reference:
         critic_loss = (b.weights * (y - self.critic(b.obs, b.actions)) ** 2).mean()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
-        critic_norm = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_grad_clip)
+        critic_norm = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_grad_clip or math.inf)
         self.critic_optimizer.step()
         self.critic.eval()  # the actor climbs the Q of the critic's running statistics
         actor_loss = -self.critic(b.obs, self.actor(b.obs)).mean()
         self.critic.train()
         self.actor_optimizer.zero_grad()
         actor_loss.backward()
-        actor_norm = torch.nn.utils.clip_grad_norm_(self.actor.parameters(), c.actor_grad_clip)
+        actor_norm = torch.nn.utils.clip_grad_norm_(self.actor.parameters(), c.actor_grad_clip or math.inf)
         self.actor_optimizer.step()
         with torch.no_grad():
             for target, local in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
@@ -287,6 +289,34 @@ def test_the_one_update_matches_plain_autograd_adam_and_clipping(batch_norm, com
         else:
             assert torch.equal(mine[key], value), key
     assert agent._compiled_update is not None or not compile  # it did compile here, and did not fall back
+
+
+@pytest.mark.slow
+def test_the_shipped_reacher_update_compiled_matches_plain_autograd():
+    """The update `make train` runs (configs/reacher.toml: 128-128 with layer norm, batch 256, 33 numbers
+    in and 4 torques out, batches sampled from the replay buffer as the trainer does), compiled,
+    against the plain account, to rounding. Its graph then sits in the compiler's disk cache, and
+    `make train` after `make test` compiles from there."""
+    shipped = load_config("configs/reacher.toml")
+    config = shipped.agent
+    assert config.compile
+    torch.manual_seed(0)
+    agent = DDPG(33, np.full(4, -1.0), np.ones(4), config)
+    reference = Reference(agent)
+    buffer = ReplayBuffer(4096, 33, 4, seed=0)
+    rng = np.random.default_rng(0)
+    buffer.add(rng.normal(size=(4096, 33)), rng.uniform(-1, 1, (4096, 4)), rng.uniform(0, 0.04, 4096),
+               rng.normal(size=(4096, 33)), np.zeros(4096))
+    with torch_threads(shipped.train.threads):  # as the trainer runs it: the thread count shapes the graph
+        for _ in range(5):
+            batch = buffer.sample(config.batch_size)
+            agent.learn(batch)
+            reference.learn(batch)
+    assert agent._compiled_update is not None  # compiled, not fallen back
+    mine, expected = _every_tensor(agent), _every_tensor(reference)
+    assert mine.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(mine[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
 def test_the_actor_step_leaves_the_critics_batch_norm_statistics_alone():
