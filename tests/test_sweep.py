@@ -185,6 +185,11 @@ max_concurrent = 2
 '''
 
 
+def episodes_saved(run: Path) -> list[int]:
+    """The episodes of a trial's periodic checkpoints on disk (episode_000007.pt: 7)."""
+    return [int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("episode_*.pt")]
+
+
 @ray_test
 def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_path, ray_tmp):
     sweep_file = tmp_path / "killable.toml"
@@ -194,12 +199,16 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 600
-        while True:  # until one trial has finished and another has a checkpoint but has not finished
+        # Until one trial has finished and another has checkpoints but is far from its end: the first two
+        # trials run side by side at one pace, so when one finishes the other may be writing its last
+        # checkpoint before the kill lands; then a later trial is the one caught mid-way.
+        while True:
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             runs = trials(sweep_folder(out)).values() if out.exists() and any(out.iterdir()) and \
                 (sweep_folder(out) / "trials").exists() else []
             finished = [r for r in runs if (read_outcome(r) or {}).get("status") == "finished"]
-            midway = [r for r in runs if read_outcome(r) is None and len(list((r / "checkpoints").glob("*.pt"))) >= 2]
+            midway = [r for r in runs if read_outcome(r) is None and 2 <= len(saved := episodes_saved(r))
+                      and max(saved) <= 8]
             if finished and midway:
                 break
             time.sleep(0.2)
@@ -210,7 +219,7 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_pa
     folder = sweep_folder(out)
     done_before = {r.name: (r / "metrics.csv").read_bytes() for r in finished}
     run = midway[0]
-    checkpoint = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("*.pt"))
+    checkpoint = max(episodes_saved(run))
     rows_before = (run / "metrics.csv").read_text().splitlines(keepends=True)[:1 + checkpoint]
     assert read_outcome(run) is None and checkpoint < 12
 
