@@ -60,12 +60,12 @@ class ReplayBuffer:
 
     def add(self, obs, actions, rewards, next_obs, terminated, horizon=1.0) -> torch.Tensor:
         """Add a batch of transitions (one per environment, or n-step ones with their horizons),
-        wrapping around when full, packed into rows on the host and copied to the buffer's device at
-        once; returns where they went."""
+        wrapping around when full; returns where they went. The fields are packed into rows in NumPy
+        (a step's six small conversions cost a tenth of what torch's do): on the CPU, short of the
+        wrap, straight into the storage's own rows; otherwise into new rows copied to the buffer's
+        device at once."""
         n = len(obs)
         index = (self.position + torch.arange(n)) % self.capacity
-        # Packed in NumPy: a step's six small conversions cost a tenth of what torch's do. On the CPU,
-        # short of the wrap, straight into the storage's own rows: no packed copy, no scatter.
         in_place = self.device.type == "cpu" and self.position + n <= self.capacity
         rows = self.storage.numpy()[self.position:self.position + n] if in_place else \
             np.empty((n, self.storage.shape[1]), np.float32)
