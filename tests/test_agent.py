@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg.agent import DDPG, SoftUpdate, td_target
+from ddpg.agent import DDPG, SoftUpdate, td_target, trust_checked_vector_isa
 from ddpg.config import AgentConfig, NoiseConfig, load_config
 from ddpg.networks import Actor, Critic
 from ddpg.noise import Noise, noise_scale, ou_step
@@ -351,3 +351,52 @@ def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
     assert compiled._compiled_update is None and compiled.updates == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "ddpg: warning: agent.compile: compiling the update failed (no C++ compiler found); it runs uncompiled"]
+
+
+def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, monkeypatch):
+    """Inductor's check that each vector instruction set builds and loads (a Python process per set)
+    runs once per compile cache: later processes trust the marker and skip it; a set that fails leaves
+    no marker, and stays out."""
+    from torch._inductor import config, cpu_vec_isa
+    if not cpu_vec_isa.x86_isa_checker():
+        pytest.skip("inductor checks vector sets on x86 only")
+    checked = []  # the sets whose basic check ran (what a marker skips)
+
+    def check(isa, code):
+        if code == cpu_vec_isa.VecISA._avx_code:
+            checked.append(str(isa))
+        return str(isa) != failing
+
+    def new_process():  # what a new process starts from: nothing checked, nothing set
+        config.cpp.vec_isa_ok = None
+        cpu_vec_isa.valid_vec_isa_list.cache_clear()
+        for cls in {cls for isa in cpu_vec_isa.supported_vec_isa_list for cls in type(isa).__mro__}:
+            for method in ("_VecISA__bool__impl", "__bool__"):  # kept per set, not per setting
+                getattr(cls.__dict__.get(method), "cache_clear", lambda: None)()
+        checked.clear()
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", check)
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    try:
+        failing = None
+        monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+        for process in range(3):
+            new_process()
+            trust_checked_vector_isa()
+            valid = [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()]
+            assert set(checked) == (set(valid) if process == 0 else set()), process  # checked once only
+            assert valid and config.cpp.vec_isa_ok is True
+        assert len(list((tmp_path / "cache").glob("ddpg-vec-isa-ok-*"))) == 1
+
+        monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "other"))
+        failing = valid[0]  # the best set fails to build
+        for process in range(2):
+            new_process()
+            trust_checked_vector_isa()
+            valid = [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()]
+            assert set(checked) == set(valid) | {failing}, process  # checked every time
+            assert failing not in valid and config.cpp.vec_isa_ok is None
+        assert not list((tmp_path / "other").glob("ddpg-vec-isa-ok-*"))
+    finally:  # later tests check for real, with the setting as it was
+        new_process()
+        monkeypatch.undo()

@@ -4,8 +4,10 @@ targets), run eagerly or compiled; the agent's state for checkpoints."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,35 @@ def critic_losses(td_error: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "huber":
         return F.huber_loss(td_error, torch.zeros_like(td_error), reduction="none", delta=1.0)
     return td_error.square()
+
+
+def trust_checked_vector_isa() -> None:
+    """Skip, where it has passed before, inductor's check that each vector instruction set the CPU
+    reports builds and loads: it starts a Python process per set in every new process, about 1.6 s of
+    each compiled run's start on this 4-set x86 CPU. Once every set has passed, a marker in the
+    compile cache, keyed by torch, the C++ compiler and the CPU's sets, says so, and later processes
+    set inductor's own `cpp.vec_isa_ok` instead. An emptied cache, another compiler or another CPU
+    checks again; a set that failed keeps it checking. The setting is part of inductor's cache key, so
+    the checking process sets it too: both find the same cached graphs."""
+    from torch._inductor import config, cpp_builder, cpu_vec_isa
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    if config.cpp.vec_isa_ok is not None:  # the user's own choice (TORCHINDUCTOR_VEC_ISA_OK)
+        return
+    try:
+        compiler = cpp_builder.get_cpp_compiler()
+        sets = cpu_vec_isa.x86_isa_checker()
+        key = repr((torch.__version__, compiler, cpp_builder.get_compiler_version_info(compiler), sets))
+        marker = Path(cache_dir()) / f"ddpg-vec-isa-ok-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if sets and not marker.exists():  # not x86: inductor checks nothing
+            reported = [isa for isa in cpu_vec_isa.supported_vec_isa_list if set(str(isa).split()) <= set(sets)]
+            cpu_vec_isa.valid_vec_isa_list()  # inductor's check, as without a marker; then its kept results:
+            if not all(isa._VecISA__bool__impl(None) for isa in reported):
+                return
+            marker.touch()
+    except Exception:  # no compiler (compiling then fails and falls back), or torch's internals moved
+        return
+    if sets:
+        config.cpp.vec_isa_ok = True
 
 
 class SoftUpdate:
@@ -194,6 +225,8 @@ class DDPG:
         # on `self`: the ninth agent compiled in one process (a notebook, a sweep's reused worker) failed.
         # A copy of the update's code for each agent keeps each agent's graphs (one or two) its own.
         own = types.FunctionType(DDPG._update.__code__.replace(), globals(), "_update").__get__(self)
+        if c.compile and self.device.type == "cpu":
+            trust_checked_vector_isa()
         self._compiled_update = torch.compile(own, fullgraph=True, dynamic=False,
                                               mode="reduce-overhead" if self._graph else None) if c.compile else None
         self.updates = 0
