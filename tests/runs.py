@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ddpg.checkpoint import load_checkpoint
+from ddpg.checkpoint import load_checkpoint, read_rows
 
 # A Pendulum run that takes about a second: 2 environments, 200 steps an episode.
 PENDULUM = ["env.id=Pendulum-v1", "env.num_envs=2", "agent.actor_hidden=[16, 16]",
@@ -29,7 +29,12 @@ def cli(*args, cwd=None) -> subprocess.Popen:
 
 
 def final_state(run_dir: Path) -> dict:
-    return load_checkpoint(sorted((run_dir / "checkpoints").glob("*.pt"))[-1])
+    """The newest checkpoint, with its buffer's rows (payload["buffer"]["rows"])."""
+    path = sorted((run_dir / "checkpoints").glob("*.pt"))[-1]
+    payload = load_checkpoint(path)
+    if payload["buffer"] is not None:
+        payload["buffer"]["rows"] = read_rows(path, payload["buffer"])
+    return payload
 
 
 def assert_same_run(a: dict, b: dict) -> None:
@@ -38,7 +43,7 @@ def assert_same_run(a: dict, b: dict) -> None:
     for part in ("actor", "critic", "actor_target", "critic_target"):
         for name, value in a["agent"][part].items():
             assert torch.equal(value, b["agent"][part][name]), f"{part}.{name}"
-    assert torch.equal(a["buffer"]["obs"], b["buffer"]["obs"])
+    np.testing.assert_array_equal(a["buffer"]["rows"], b["buffer"]["rows"])
 
 
 def flip_bytes_in_largest_tensor(path: Path) -> None:

@@ -110,9 +110,9 @@ from pathlib import Path
 run, small = Path(sys.argv[1]) / "run", json.loads(sys.argv[2])
 ddpg = [sys.executable, "-m", "ddpg.cli", "train", "--quiet"]
 first = subprocess.run([*ddpg, "--run-dir", str(run), *small, "train.episodes=1"], capture_output=True, text=True)
-before = {p.name: p.read_bytes().hex() for p in (run / "checkpoints").iterdir()}
+before = {str(p): p.read_bytes().hex() for p in (run / "checkpoints").rglob("*") if p.is_file()}
 second = subprocess.run([*ddpg, "--resume", str(run), "train.episodes=2"], capture_output=True, text=True)
-after = {p.name: p.read_bytes().hex() for p in (run / "checkpoints").iterdir()}
+after = {str(p): p.read_bytes().hex() for p in (run / "checkpoints").rglob("*") if p.is_file()}
 outcome = json.loads((run / "outcome.json").read_text())
 print(json.dumps({"first": first.returncode, "code": second.returncode, "err": second.stderr, "same": before == after,
                   "outcome": outcome}))
@@ -121,18 +121,19 @@ print(json.dumps({"first": first.returncode, "code": second.returncode, "err": s
 
 @pytest.mark.skipif(not mount_namespaces(), reason="needs a mount namespace of its own (root, unshare) for a small tmpfs")
 def test_a_really_full_disk_is_one_line_and_leaves_earlier_checkpoints_whole(tmp_path):
-    """On a real 1.5 MB filesystem (a tmpfs in the test's own mount namespace): the first checkpoint
-    (2,000 transitions) fits, the second (4,000) does not."""
+    """On a real 1 MB filesystem (a tmpfs in the test's own mount namespace): the first checkpoint
+    (2,000 transitions, 584 kB of rows) fits, the second's 2,000 new rows do not."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1536k tmpfs "$1" && shift && exec "$@"',
+    done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1024k tmpfs "$1" && shift && exec "$@"',
                            "sh", str(disk), sys.executable, "-c", FULL_DISK, str(disk), json.dumps(SMALL)],
                           capture_output=True, text=True)
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["first"] == 0 and seen["code"] == 1, seen
     lines = seen["err"].strip().splitlines()
-    assert lines == [f"ddpg train: error: No space left on device: {disk}/run/checkpoints/episode_000002.pt"], lines
-    assert seen["same"]  # the earlier checkpoint byte for byte, and no temporary file beside it
+    rows = f"{disk}/run/checkpoints/rows/000000002000-000000004000.npy"
+    assert lines == [f"ddpg train: error: No space left on device: {rows}"], lines
+    assert seen["same"]  # the earlier checkpoint and its rows byte for byte, and no temporary file beside them
     assert seen["outcome"]["status"] == "failed" and "No space left on device" in seen["outcome"]["reason"]
 
 

@@ -8,10 +8,15 @@ import shutil
 import signal
 import time
 
+import numpy as np
 import pytest
+import torch
 
+from ddpg import checkpoint
+from ddpg.checkpoint import save_checkpoint
 from ddpg.cli import main
 from ddpg.config import load_config
+from ddpg.replay import ReplayBuffer
 from ddpg.rundir import claim_default, in_use
 from ddpg.tracking import COLUMNS, read_metrics
 from ddpg.trainer import Trainer
@@ -141,3 +146,91 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     assert main(["train", "--quiet", "--resume", str(run)]) == 0
     assert "nothing to do (its budget is spent); extend it with --episodes or --steps" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in before} == before
+
+
+def _row_files(run) -> dict[str, tuple[int, int]]:
+    """The run's buffer row files: name -> (inode, modification time in ns)."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run / "checkpoints" / "rows").glob("*")}
+
+
+def test_checkpoints_write_each_row_once_and_resume_exactly_across_the_wrap(tmp_path):
+    """A 1000-transition buffer filled by 400 a episode wraps in episode 3. Each checkpoint writes one
+    file of the 400 rows added since the last, never rewrites one, and keeps exactly the files its 2
+    kept checkpoints list; a run stopped at episode 3 and resumed ends identical to one that was not."""
+    options = [*PENDULUM, "agent.buffer_size=1000", "train.keep_checkpoints=2", "train.episodes=6"]
+    run, seen = tmp_path / "whole", []
+    trainer = Trainer(load_config(None, options), run)
+    trainer.train(progress=False, on_episode=lambda row, checkpoint: seen.append(_row_files(run)))
+    for episode, files in enumerate(seen, 1):
+        assert f"{400 * (episode - 1):012d}-{400 * episode:012d}.npy" in files  # the new rows, once
+        before = seen[episode - 2] if episode > 1 else {}
+        assert all(files[name] == before[name] for name in files.keys() & before.keys())  # never rewritten
+        # Episode e's checkpoint holds transitions 400e - 1000 to 400e; episode e-1's, 400(e-1) - 1000 on.
+        oldest = max(400 * (episode - 1) - 1000, 0)
+        assert sorted(files) == [f"{a:012d}-{a + 400:012d}.npy" for a in range(0, 400 * episode, 400) if a + 400 > oldest]
+    whole = final_state(run)
+    assert whole["buffer"]["size"] == 1000 and whole["buffer"]["added"] == 2400
+    held = trainer.buffer.storage.numpy()[(torch.arange(1400, 2400) % 1000).numpy()]
+    np.testing.assert_array_equal(whole["buffer"]["rows"], held)  # oldest first, as the ring holds them
+
+    part = tmp_path / "resumed"
+    Trainer(load_config(None, [*options, "train.episodes=3"]), part).train(progress=False)
+    Trainer.resume(part, ["train.episodes=6"]).train(progress=False)
+    assert_same_run(final_state(part), whole)
+
+
+@pytest.mark.parametrize("harm", ["damaged", "missing"])
+def test_resume_skips_a_checkpoint_whose_rows_are_damaged_or_missing(tmp_path, uninterrupted, capsys, harm):
+    run = tmp_path / "run"
+    Trainer(load_config(None, [*PENDULUM, "train.episodes=3"]), run).train(progress=False)
+    rows = run / "checkpoints" / "rows" / "000000000800-000000001200.npy"  # listed by episode 3's only
+    if harm == "damaged":
+        data = bytearray(rows.read_bytes())
+        data[-100] ^= 1
+        rows.write_bytes(bytes(data))
+    else:
+        rows.unlink()
+    # Evaluating reads no rows: the checkpoint still evaluates.
+    assert main(["evaluate", str(run / "checkpoints" / "episode_000003.pt"), "--episodes", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--quiet", "--resume", str(run), "--episodes", "4"]) == 0
+    out = capsys.readouterr().out
+    reason = "do not match their checksum" if harm == "damaged" else "No such file or directory"
+    assert f"skipping {run / 'checkpoints' / 'episode_000003.pt'}: its buffer's rows {rows}" in out and reason in out
+    assert "from episode_000002.pt (episode 2)" in out
+    assert_same_run(final_state(run), uninterrupted)
+
+
+def test_a_format_2_checkpoint_resumes_and_its_rows_move_to_a_file(tmp_path, uninterrupted):
+    """Format 2 kept the buffer's fields inside the checkpoint, in storage order: it resumes exactly,
+    and the next checkpoint writes every held row to one file."""
+    run = tmp_path / "run"
+    Trainer(load_config(None, [*PENDULUM, "train.episodes=2"]), run).train(progress=False)
+    path = run / "checkpoints" / "episode_000002.pt"
+    payload = final_state(run)
+    old = ReplayBuffer(2000, 3, 1)
+    old.storage[:800] = torch.from_numpy(payload["buffer"].pop("rows"))
+    payload["buffer"] = {k: v for k, v in payload["buffer"].items() if k not in ("added", "chunks")} | \
+        {name: field[:800] for name, field in zip(ReplayBuffer.FIELDS, old._fields(old.storage))}
+    save_checkpoint(payload | {"format": 2}, path)
+    for other in [run / "checkpoints" / "episode_000001.pt", *(run / "checkpoints" / "rows").iterdir()]:
+        other.unlink()
+    Trainer.resume(run, ["train.episodes=4"]).train(progress=False)
+    assert sorted(_row_files(run)) == ["000000000000-000000001200.npy", "000000001200-000000001600.npy"]
+    assert_same_run(final_state(run), uninterrupted)
+
+
+def test_a_checkpoint_that_fails_takes_its_new_rows_file_with_it(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    trainer = Trainer(load_config(None, [*PENDULUM, "train.episodes=1"]), run)
+    trainer.train(progress=False)
+    before = _row_files(run)
+    trainer.run_episode()  # 400 more rows
+    trainer.episode += 1
+
+    def full(payload, path):
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(checkpoint, "save_checkpoint", full)
+    with pytest.raises(OSError):
+        trainer.save()
+    assert _row_files(run) == before and trainer._chunks == final_state(run)["buffer"]["chunks"]

@@ -42,6 +42,7 @@ class ReplayBuffer:
             setattr(self, name, columns)
         self.position = 0  # where the next transition goes
         self.size = 0
+        self.added = 0  # transitions added over the buffer's life: transition t sits in row t % capacity
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self) -> int:
@@ -75,7 +76,14 @@ class ReplayBuffer:
             self.storage[index.to(self.device)] = torch.from_numpy(rows).to(self.device)
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        self.added += n
         return index
+
+    def rows(self, first: int, last: int) -> np.ndarray:
+        """The packed rows of transitions first to last - 1 (counted as `added` counts them, all still
+        held), in that order, copied to the host."""
+        index = torch.arange(first, last) % self.capacity
+        return self.storage[index.to(self.device)].cpu().numpy()
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
@@ -85,23 +93,28 @@ class ReplayBuffer:
         """Uniform sampling keeps no priorities."""
 
     def state_dict(self) -> dict:
-        """The rows in use, on the CPU: on a CPU buffer views, not a copy (a copy would double a large
-        buffer's memory while a checkpoint is written; from_numpy bounds what torch.save writes to
-        those rows); on another device, one copy to the host."""
-        rows = torch.from_numpy(self.storage.numpy()[:self.size]) if self.device.type == "cpu" else \
-            self.storage[:self.size].cpu()
-        return {"position": self.position, "size": self.size, "generator": self.generator.get_state(),
-                **dict(zip(self.FIELDS, self._fields(rows)))}
+        """Where the buffer stands, without its rows: checkpoints write those apart (`rows`), each
+        row once."""
+        return {"position": self.position, "size": self.size, "added": self.added,
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """The saved rows, on this buffer's device. A sampler's state saved by another kind of device
-        (CPU and CUDA generators are different algorithms) cannot continue here: sampling then goes on
-        from a new stream, seeded from the saved state, the same each time the checkpoint is loaded."""
+        """The saved position and sampler, and the rows: `rows` (the held transitions, oldest first, as
+        `rows` gives them) or, from a format-2 checkpoint, each field's rows in storage order. A
+        sampler's state saved by another kind of device (CPU and CUDA generators are different
+        algorithms) cannot continue here: sampling then goes on from a new stream, seeded from the
+        saved state, the same each time the checkpoint is loaded."""
         size = state["size"]
-        for name in self.FIELDS:
-            # A buffer saved before n-step returns holds one-step transitions: a horizon of 1.
-            getattr(self, name)[:size] = state[name] if name in state or name != "horizon" else 1.0
-        self.position, self.size = state["position"], size
+        # Format 2 kept no count: any with the same row for the next transition and at least `size` will do.
+        added = state.get("added", state["position"] + (self.capacity if size == self.capacity else 0))
+        if "rows" in state:
+            rows = torch.from_numpy(state["rows"]).reshape(size, self.storage.shape[1]).to(self.device)
+            self.storage[(torch.arange(added - size, added) % self.capacity).to(self.device)] = rows
+        else:
+            for name in self.FIELDS:
+                # A buffer saved before n-step returns holds one-step transitions: a horizon of 1.
+                getattr(self, name)[:size] = state[name] if name in state or name != "horizon" else 1.0
+        self.position, self.size, self.added = state["position"], size, added
         try:
             self.generator.set_state(state["generator"])
         except RuntimeError:

@@ -59,7 +59,7 @@ def plan(run_dir: Path, overrides: list[str] = ()) -> Plan:
     lock = RunLock(run_dir)
     try:
         path = payload = None
-        if found := newest_checkpoint(run_dir):
+        if found := newest_checkpoint(run_dir, rows=True):
             path, payload, notes = found
             for note in notes:
                 print(f"resume: {note}")

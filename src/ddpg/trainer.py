@@ -136,6 +136,7 @@ class Trainer:
         self.best_eval: float | None = None
         self.solved_at: int | None = None
         self.wall_seconds = 0.0  # training time up to now, over all sessions (a kill loses its session's)
+        self._chunks: list[dict] = []  # the row files of the buffer's last checkpoint (checkpoint.py)
         self._record: list[tuple[int, int, torch.Tensor]] = []  # this episode's learn calls: step, update, losses
         self._stop_requested = 0
 
@@ -152,7 +153,8 @@ class Trainer:
             "evals": self.evals, "best_eval": self.best_eval, "solved_at": self.solved_at,
             "wall_seconds": self.wall_seconds,
             "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict() if with_buffer and self.config.train.save_buffer else None,
+            "buffer": self.buffer.state_dict() | {"chunks": self._chunks}
+            if with_buffer and self.config.train.save_buffer else None,
             "noise": self.noise.state_dict(),
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
@@ -170,6 +172,7 @@ class Trainer:
             except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as err:
                 raise CheckpointError(f"{path}: its replay buffer does not fit this configuration "
                                       f"({first_line(err)})") from None
+            self._chunks = payload["buffer"].get("chunks", [])  # format 2: none, the next writes every row
         if tuple(payload["noise"].get("state", torch.empty(0)).shape) != (self.num_envs, self.act_dim):
             raise CheckpointError(f"{path}: its noise state is not one process per environment "
                                   f"({self.num_envs} x {self.act_dim})")
@@ -186,8 +189,13 @@ class Trainer:
         self.wall_seconds = payload["wall_seconds"]
 
     def save(self) -> Path:
-        return write_checkpoint(self.run_dir, self.state_dict(), f"episode_{self.episode:06d}.pt",
-                                keep=self.config.train.keep_checkpoints)
+        payload = self.state_dict()
+        buffer = self.buffer if payload["buffer"] is not None else None
+        path = write_checkpoint(self.run_dir, payload, f"episode_{self.episode:06d}.pt",
+                                keep=self.config.train.keep_checkpoints, buffer=buffer)
+        if buffer is not None:
+            self._chunks = payload["buffer"]["chunks"]  # the row files this checkpoint lists
+        return path
 
     # -- the loop ----------------------------------------------------------------------------
     def _actions(self, obs: np.ndarray, scale: float) -> np.ndarray:
