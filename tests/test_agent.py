@@ -400,3 +400,34 @@ def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, 
     finally:  # later tests check for real, with the setting as it was
         new_process()
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_acting_gives_the_actors_forward_bit_for_bit_as_it_learns_and_loads(activation, layer_norm):
+    """act() runs the actor as torch's own calls on its tensors, looked up once: the numbers of its
+    forward, exactly, after updates and after loading other weights (both change the tensors in place)."""
+    agent = _agent(False, activation=activation, layer_norm=layer_norm)
+    other = _agent(False, seed=7, activation=activation, layer_norm=layer_norm)
+    assert agent._acting is not None
+    obs = np.random.default_rng(0).standard_normal((20, 5))
+
+    def forward():
+        with torch.no_grad():
+            return agent.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+    first = agent.act(obs)
+    np.testing.assert_array_equal(first, forward())
+    for batch in _batches(3):
+        agent.learn(batch)
+    np.testing.assert_array_equal(agent.act(obs), forward())
+    assert not np.array_equal(agent.act(obs), first)  # it did learn
+    agent.load_state_dict(other.state_dict())
+    np.testing.assert_array_equal(agent.act(obs), other.act(obs))
+    np.testing.assert_array_equal(agent.act(obs), forward())
+
+
+def test_acting_falls_back_to_forward_for_batch_norm_and_unknown_layers():
+    assert _agent(True).actor.acting() is None  # its mode decides its function: act() switches to eval
+    actor = _agent(False).actor
+    actor.body.insert(1, torch.nn.Dropout(0.0))
+    assert actor.acting() is None

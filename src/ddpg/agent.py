@@ -230,16 +230,15 @@ class DDPG:
         self._compiled_update = torch.compile(own, fullgraph=True, dynamic=False,
                                               mode="reduce-overhead" if self._graph else None) if c.compile else None
         self.updates = 0
-        # Switching modes walks every module, a quarter of an episode's acting: only batch norm needs it.
-        self._actor_batch_norm = any(isinstance(m, torch.nn.BatchNorm1d) for m in self.actor.modules())
+        self._acting = self.actor.acting()  # None with batch norm
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions of the local actor; batch norm uses its running statistics. The
         observations go to the device once, the actions come back once."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        if not self._actor_batch_norm:
-            return self.actor(obs).cpu().numpy()
+        if self._acting is not None:
+            return self._acting(obs).cpu().numpy()
         self.actor.eval()
         actions = self.actor(obs)
         self.actor.train()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -50,6 +52,32 @@ class Actor(nn.Module):
         for layer in self.body:
             x = layer.forward(x)
         return self.action_centre + self.action_scale * x
+
+    def acting(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """forward as torch's own calls on this actor's tensors, looked up once: the same numbers
+        without each layer's attribute lookups and functional wrappers, about 0.7 of forward's time for
+        20 observations (acting is most of a light episode). The tensors stay these: training and
+        load_state_dict change them in place. None with batch norm (its mode decides its function)
+        or a layer it does not know."""
+        calls = []
+        for m in self.body:
+            if isinstance(m, nn.Linear):
+                calls.append(lambda x, w=m.weight, b=m.bias: F.linear(x, w, b))
+            elif isinstance(m, nn.LayerNorm):
+                calls.append(lambda x, m=m, w=m.weight, b=m.bias: torch.layer_norm(x, m.normalized_shape, w, b, m.eps))
+            elif isinstance(m, nn.LeakyReLU):
+                calls.append(lambda x, slope=m.negative_slope: F.leaky_relu(x, slope))
+            elif type(m) in (nn.ReLU, nn.Tanh):
+                calls.append(torch.relu if isinstance(m, nn.ReLU) else torch.tanh)
+            else:
+                return None
+        centre, scale = self.action_centre, self.action_scale
+
+        def act(x: torch.Tensor) -> torch.Tensor:
+            for call in calls:
+                x = call(x)
+            return centre + scale * x
+        return act
 
 
 class Critic(nn.Module):
