@@ -406,7 +406,8 @@ def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, 
 @pytest.mark.parametrize("layer_norm", [True, False])
 def test_acting_gives_the_actors_forward_bit_for_bit_as_it_learns_and_loads(activation, layer_norm):
     """act() runs the actor as torch's own calls on its tensors, looked up once: the numbers of its
-    forward, exactly, after updates and after loading other weights (both change the tensors in place)."""
+    forward, exactly, after updates and after loading other weights (both change the tensors in place),
+    and in a deep copy of the agent (its own tensors, not the original's)."""
     agent = _agent(False, activation=activation, layer_norm=layer_norm)
     other = _agent(False, seed=7, activation=activation, layer_norm=layer_norm)
     assert agent._acting is not None
@@ -423,6 +424,11 @@ def test_acting_gives_the_actors_forward_bit_for_bit_as_it_learns_and_loads(acti
     assert not np.array_equal(agent.act(obs), first)  # it did learn
     agent.load_state_dict(other.state_dict())
     np.testing.assert_array_equal(agent.act(obs), other.act(obs))
+    np.testing.assert_array_equal(agent.act(obs), forward())
+    clone = copy.deepcopy(agent)
+    for batch in _batches(2):
+        agent.learn(batch)
+    np.testing.assert_array_equal(clone.act(obs), other.act(obs))  # the copy did not learn
     np.testing.assert_array_equal(agent.act(obs), forward())
 
 
