@@ -36,6 +36,8 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/replay_speed.py
 	$(BIN)/python benchmarks/compare_sb3.py
 	$(BIN)/python benchmarks/reacher_minute.py
+	$(BIN)/python benchmarks/checkpoint_speed.py
+	$(BIN)/python benchmarks/acting_speed.py
 	$(BIN)/python benchmarks/learner_speed.py
 	$(BIN)/python benchmarks/update_floor.py
 	$(BIN)/python benchmarks/update_floor.py --threads 2

@@ -73,8 +73,8 @@ class Actor(nn.Module):
 
 class ActorCalls:
     """An actor's forward as torch's own calls on its tensors, looked up once: the same numbers without
-    each layer's attribute lookups and functional wrappers, about 0.74 of forward's time for 20
-    observations (acting is most of a light episode). The tensors stay the actor's: training and
+    each layer's attribute lookups and functional wrappers, about three quarters of forward's time
+    for 20 observations (acting is most of a light episode). The tensors stay the actor's: training and
     load_state_dict change them in place, and a deep copy of the agent copies them with the actor's
     (they are data here, not captured by closures)."""
 
