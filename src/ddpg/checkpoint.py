@@ -179,12 +179,12 @@ def write_checkpoint(run_dir: Path, payload: dict[str, Any], name: str, keep: in
 
 
 # The row files each checkpoint lists, as this process wrote or read them (reading one back costs 50 ms).
-_listed: dict[tuple[str, int, int], set[str]] = {}
+_listed: dict[tuple[str, int, int, int], set[str]] = {}
 
 
-def _key(path: Path) -> tuple[str, int, int]:
+def _key(path: Path) -> tuple[str, int, int, int]:
     stat = path.stat()
-    return str(path), stat.st_size, stat.st_mtime_ns
+    return str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _write_rows(folder: Path, buffer: ReplayBuffer, chunks: list[dict]) -> tuple[list[dict], Path | None]:
