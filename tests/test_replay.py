@@ -127,7 +127,7 @@ def test_state_round_trip_samples_the_same():
     a.add(np.random.randn(10, 2), np.zeros((10, 1)), np.arange(10), np.zeros((10, 2)), np.zeros(10))
     a.update_priorities(torch.arange(10), torch.arange(10.0))
     b = PrioritizedReplayBuffer(16, 2, 1, seed=99)
-    b.load_state_dict(a.state_dict() | {"rows": a.rows(0, 10)})
+    b.load_state_dict(a.state_dict() | {"rows": np.concatenate(a.rows(0, 10))})
     x, y = a.sample(5), b.sample(5)
     assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights) and torch.equal(x.obs, y.obs)
 
@@ -137,9 +137,11 @@ def test_rows_come_oldest_first_across_the_wrap_and_load_back_into_their_rows():
     for rewards in ([0.0, 1.0, 2.0], [3.0, 4.0, 5.0]):
         a.add(np.zeros((3, 1)), np.zeros((3, 1)), rewards, np.zeros((3, 1)), np.zeros(3))
     assert a.rewards.tolist() == [4.0, 5.0, 2.0, 3.0] and (a.added, a.position) == (6, 2)
-    assert a.rows(2, 6)[:, 2].tolist() == [2.0, 3.0, 4.0, 5.0] and a.rows(5, 6)[:, 2].tolist() == [5.0]
+    wrapped = a.rows(2, 6)  # two stretches, views of the storage
+    assert [s[:, 2].tolist() for s in wrapped] == [[2.0, 3.0], [4.0, 5.0]] and a.rows(5, 6)[0][:, 2].tolist() == [5.0]
+    assert all(np.shares_memory(s, a.storage.numpy()) for s in wrapped)
     b = ReplayBuffer(4, 1, 1)
-    b.load_state_dict(a.state_dict() | {"rows": a.rows(2, 6)})
+    b.load_state_dict(a.state_dict() | {"rows": np.concatenate(wrapped)})
     assert torch.equal(b.storage, a.storage) and (b.added, b.position, b.size) == (6, 2, 4)
     # Format 2: each field's rows in storage order, and no count of what was added.
     old = {k: v for k, v in a.state_dict().items() if k != "added"} | {

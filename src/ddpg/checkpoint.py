@@ -197,11 +197,15 @@ def _write_rows(folder: Path, buffer: ReplayBuffer, chunks: list[dict]) -> tuple
         return kept, None
     folder.mkdir(exist_ok=True)
     path = folder / f"{first:012d}-{buffer.added:012d}.npy"
-    rows = buffer.rows(first, buffer.added)
+    stretches = buffer.rows(first, buffer.added)
 
-    def write(file):
+    def write(file):  # one .npy array, written stretch by stretch from the buffer's own memory
         summing = _Summing(file)
-        np.lib.format.write_array(summing, rows, allow_pickle=False)
+        np.lib.format.write_array_header_1_0(summing, {
+            "descr": np.lib.format.dtype_to_descr(stretches[0].dtype), "fortran_order": False,
+            "shape": (buffer.added - first, stretches[0].shape[1])})
+        for stretch in stretches:
+            summing.write(memoryview(stretch))
         return summing.crc32
     crc32 = _save_atomically(write, path)
     return kept + [{"file": path.name, "first": first, "last": buffer.added, "crc32": crc32}], path

@@ -78,11 +78,17 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
         self.added += n
 
-    def rows(self, first: int, last: int) -> np.ndarray:
+    def rows(self, first: int, last: int) -> list[np.ndarray]:
         """The packed rows of transitions first to last - 1 (counted as `added` counts them, all still
-        held), in that order, copied to the host."""
-        index = torch.arange(first, last) % self.capacity
-        return self.storage[index.to(self.device)].cpu().numpy()
+        held), in that order, as the stretches of storage that hold them (two where the ring wraps):
+        views on the CPU, so that a checkpoint copies nothing; copies on another device."""
+        stretches = []
+        while first < last:
+            start = first % self.capacity
+            stop = start + min(last - first, self.capacity - start)
+            stretches.append(self.storage[start:stop].cpu().numpy())
+            first += stop - start
+        return stretches
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
