@@ -192,7 +192,7 @@ def _write_rows(folder: Path, buffer: ReplayBuffer, chunks: list[dict]) -> tuple
     (returned too; None when nothing was added) with the rows added after them."""
     oldest = buffer.added - buffer.size
     kept = [chunk for chunk in chunks if chunk["last"] > oldest]
-    first = max(kept[-1]["last"] if kept else oldest, oldest)
+    first = kept[-1]["last"] if kept else oldest  # none kept: more than the buffer was added since
     if first == buffer.added:
         return kept, None
     folder.mkdir(exist_ok=True)
