@@ -354,9 +354,10 @@ def test_a_compiler_that_fails_leaves_the_same_update_uncompiled(capsys):
 
 
 def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, monkeypatch):
-    """Inductor's check that each vector instruction set builds and loads (a Python process per set)
-    runs once per compile cache: later processes trust the marker and skip it; a set that fails leaves
-    no marker, and stays out."""
+    """Inductor's check that a vector instruction set builds and loads (a compile and a Python process
+    per set) runs once per compile cache, for the set inductor then uses only: later processes trust
+    the marker and skip it; if that set fails, no marker, and inductor checks every set itself, as
+    without the marker; a user's ATEN_CPU_CAPABILITY is left to inductor."""
     from torch._inductor import config, cpu_vec_isa
     if not cpu_vec_isa.x86_isa_checker():
         pytest.skip("inductor checks vector sets on x86 only")
@@ -384,8 +385,9 @@ def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, 
             new_process()
             trust_checked_vector_isa()
             valid = [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()]
-            assert set(checked) == (set(valid) if process == 0 else set()), process  # checked once only
+            assert checked == ([valid[0]] if process == 0 else []), process  # the best set, once only
             assert valid and config.cpp.vec_isa_ok is True
+            assert str(cpu_vec_isa.pick_vec_isa()) == valid[0]  # the set checked is the one used
         assert len(list((tmp_path / "cache").glob("ddpg-vec-isa-ok-*"))) == 1
 
         monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "other"))
@@ -397,6 +399,13 @@ def test_a_passed_vector_isa_check_is_remembered_in_the_compile_cache(tmp_path, 
             assert set(checked) == set(valid) | {failing}, process  # checked every time
             assert failing not in valid and config.cpp.vec_isa_ok is None
         assert not list((tmp_path / "other").glob("ddpg-vec-isa-ok-*"))
+
+        failing = None
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # the user picks a set: inductor checks them all
+        new_process()
+        trust_checked_vector_isa()
+        assert config.cpp.vec_isa_ok is None and not checked
+        assert str(cpu_vec_isa.pick_vec_isa()) == "avx2" and len(checked) == len(cpu_vec_isa.valid_vec_isa_list())
     finally:  # later tests check for real, with the setting as it was
         new_process()
         monkeypatch.undo()
