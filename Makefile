@@ -41,6 +41,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/learner_speed.py
 	$(BIN)/python benchmarks/update_floor.py
 	$(BIN)/python benchmarks/update_floor.py --threads 2
+	$(BIN)/python benchmarks/second_core.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/video_speed.py
